@@ -10,7 +10,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.cvkit-installed
 
-.PHONY: install demo test readme prepare constraints clean-venv
+.PHONY: install demo test readme prepare execute constraints clean-venv
 
 $(STAMP): settings.ini setup.py constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ prepare: $(STAMP)
 	$(BIN)/python .ci/readme.py
 	$(BIN)/nbdev_clean
 	$(MAKE) test
+
+# Execute notebooks in place (outputs are committed; the docs show them). NB=path/to.ipynb for one.
+execute: $(STAMP)
+	$(BIN)/python .ci/execute_nbs.py $(NB)
+	$(BIN)/nbdev_clean
 
 readme: $(STAMP)
 	$(BIN)/python .ci/readme.py

@@ -1,5 +1,6 @@
 """End to end through the installed `cvkit` command: the run folder, determinism across processes, and the
-accuracy target of the flagship demo (>= 97% test accuracy on digits from scratch on CPU)."""
+accuracy target of the flagship demo (>= 97% test accuracy on digits from scratch on CPU). Its time is
+measured in benchmarks/digits_demo.py, not asserted here: CI machines are noisy."""
 import json, os, shutil, subprocess, sys
 from pathlib import Path
 import numpy as np, pytest
@@ -31,7 +32,6 @@ def test_demo_run_folder_and_accuracy_target(tmp_path):
     p = Predictions.load(run/'predictions.parquet')
     assert m['accuracy'] == pytest.approx(p.accuracy, abs=1e-12)
     assert m['accuracy'] >= 0.97, f"digits test accuracy {m['accuracy']:.4f} < 0.97"
-    assert m['train_seconds'] < 120, m['train_seconds']
     lin = json.loads((run/'lineage.json').read_text())
     assert lin['seed'] == 0 and lin['dataset'] and lin['versions']['torch'] and lin['config']['model'] == 'cvkit_cnn_small'
     _, info = load_checkpoint(run/'checkpoints'/'best')
