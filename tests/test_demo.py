@@ -25,7 +25,8 @@ def test_same_seed_bitwise_identical_predictions(tmp_path):
 def test_demo_run_folder_and_accuracy_target(tmp_path):
     out = _demo(tmp_path, '--name', 'full')
     run = tmp_path/'full'
-    for f in ['predictions.parquet', 'metrics.json', 'lineage.json', 'config.json', 'history.csv', 'summary.md',
+    for f in ['predictions.parquet', 'valid_predictions.parquet', 'metrics.json', 'lineage.json', 'config.json', 'history.csv',
+              'summary.md', 'report.json', 'report.md',
               'checkpoints/best.safetensors', 'checkpoints/best.json', 'checkpoints/last.safetensors']:
         assert (run/f).exists(), f
     m = json.loads((run/'metrics.json').read_text())
@@ -37,3 +38,9 @@ def test_demo_run_folder_and_accuracy_target(tmp_path):
     _, info = load_checkpoint(run/'checkpoints'/'best')
     assert info['meta']['dataset_fingerprint'] == lin['dataset']
     assert 'test accuracy' in out and str(run) in out
+    from cvkit.evaluate.report import EvalReport
+    rep = EvalReport.load(run/'report.json', predictions=p)     # the report is tied to these exact predictions
+    acc = rep.metric('accuracy')
+    assert acc.value == pytest.approx(p.accuracy) and acc.lo <= acc.value <= acc.hi and acc.n_boot == 1000
+    assert set(rep['slices']) == {'ink', 'stroke'} and rep['calibration']['temperature']['fitted_on'] == 270
+    assert m['accuracy_lo'] == pytest.approx(acc.lo)
