@@ -125,13 +125,15 @@ def test_ece_by_slice_keeps_small_and_empty():
     meta.loc[:4, 'site'] = np.nan
     q = Predictions(p.ids, p.logits, p.targets, meta=meta)
     t = ece_by_slice(q, 'site', n_boot=50)
-    assert list(t.slice) == ['a', 'b', 'c', 'never', '(missing)'] and t.n.sum() == len(q)
-    assert t.set_index('slice').status.to_dict() == {'a': 'ok', 'b': 'ok', 'c': 'too small (n<30)', 'never': 'empty', '(missing)': 'too small (n<30)'}
+    assert list(t.slice) == ['a', 'b', 'c', 'never', 'missing'] and t.n.sum() == len(q)
+    assert t.set_index('slice').status.to_dict() == {'a': 'ok', 'b': 'ok', 'c': 'too small (n<30)', 'never': 'empty', 'missing': 'too small (n<30)'}
     assert np.isnan(t.ece[3]) and not np.isnan(t.ece[2])
     a = q.subset((meta.site == 'a').to_numpy())
     assert abs(t.ece[0] - ece(a.confidence, a.correct)) < 1e-12
     assert len(ece_by_slice(q, 'size', bins=4, n_boot=10)) == 4            # numeric -> quantile groups
-    with pytest.raises(ValueError, match=r"available: \['site', 'size'\]"): ece_by_slice(q, 'light')
+    with pytest.raises(ValueError, match=r"available columns: \['site', 'size'\]"): ece_by_slice(q, 'light')
+    x = ece_by_slice(q, ('site', 'size'), n_boot=10)                       # a crossing, as in slice_report
+    assert x.n.sum() == len(q) and x.slice.str.contains(' & ').all()
 
 @pytest.mark.parametrize('call,msg', [
     (lambda: ece([0.2, 1.5], [1, 0]), 'not probabilities'),
