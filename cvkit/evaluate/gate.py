@@ -22,11 +22,13 @@ RULES = {  # rule -> (required keys, optional keys with defaults, allowed bounds
     'max_regression': (('metric', 'max_drop'), dict(bound='hi'),                         ('hi', 'value')),
     'max_slice_gap':  (('by', 'max_gap'),    dict(relative=True, bound='value'),         ('value', 'hi')),
     'max_ece':        (('max',),             dict(metric='ece', bound='value'),          ('value', 'hi')),
-    'min_robustness': (('min',),             dict(metric='relative', bound='lo'),        ('lo', 'value')),
+    'min_robustness': ((),                   dict(min=0.9, metric='relative', bound='lo'), ('lo', 'value')),
     'max_latency':    (('max',),             dict(metric='p95_ms', bound='value'),       ('value', 'hi')),
+    'max_parity_diff': ((),                  dict(max=1e-4, metric='parity_max_abs_diff', bound='value'), ('value',)),
+    'min_parity_agreement': ((),             dict(min=0.999, metric='parity_top1_agreement', bound='value'), ('value', 'lo')),
 }
 _THRESHOLD = dict(min_metric='min', max_metric='max', max_regression='max_drop', max_slice_gap='max_gap', max_ece='max',
-                  min_robustness='min', max_latency='max')
+                  min_robustness='min', max_latency='max', max_parity_diff='max', min_parity_agreement='min')
 
 DEFAULT_POLICY = dict(name='default', rules=[
     dict(rule='min_metric', metric='accuracy', min=0.90, bound='lo'),
@@ -228,7 +230,8 @@ def _rule_regression(r, data, ctx):
     return [out]
 
 _CHECKS = dict(min_metric=_rule_metric, max_metric=_rule_metric, max_regression=_rule_regression, max_slice_gap=_rule_slice_gap,
-               max_ece=_rule_ece, min_robustness=_slot_rule('robustness', True), max_latency=_slot_rule('deployment', False))
+               max_ece=_rule_ece, min_robustness=_slot_rule('robustness', True), max_latency=_slot_rule('deployment', False),
+               max_parity_diff=_slot_rule('deployment', False), min_parity_agreement=_slot_rule('deployment', True))
 
 # %% ../../nbs/evaluate/08_gate.ipynb #ebcc4c76
 _COLS = ['rule', 'target', 'value', 'threshold', 'passed', 'status', 'reason']
