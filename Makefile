@@ -10,7 +10,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.cvkit-installed
 
-.PHONY: install demo test readme prepare execute constraints clean-venv
+.PHONY: install demo test readme prepare execute constraints clean-venv docs
 
 $(STAMP): settings.ini setup.py constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,12 +23,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/cvkit demo
 
-# The whole suite, in order: clean check, export sync check, notebook tests, pytest.
+# The whole suite, in order: clean check, export sync check, README check, notebook tests, docs build, pytest.
 test: $(STAMP)
 	$(BIN)/python .ci/check_sync.py clean
 	$(BIN)/python .ci/check_sync.py export
 	$(BIN)/python .ci/readme.py --check
 	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --timing  # 2 notebooks at a time, 1 thread each: no oversubscription on 2 cores
+	OMP_NUM_THREADS=1 $(BIN)/python .ci/docs.py  # the docs site (tests/test_docs.py browses it)
 	$(BIN)/python .ci/pytest.py tests/
 
 # What to run before every commit: export, readme, clean, then the test suite.
@@ -42,6 +43,11 @@ prepare: $(STAMP)
 execute: $(STAMP)
 	$(BIN)/python .ci/execute_nbs.py $(NB)
 	$(BIN)/nbdev_clean
+
+# The docs site in site/: notebooks processed by nbdev, rendered with their saved outputs (mkdocs-material +
+# mkdocs-jupyter), internal links and offline assets checked. Incremental (cache in _proc/); FORCE=1 rebuilds all.
+docs: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python .ci/docs.py $(if $(FORCE),--force)
 
 readme: $(STAMP)
 	$(BIN)/python .ci/readme.py

@@ -112,6 +112,8 @@ def fit(model:nn.Module,                # any classifier returning logits (timm,
         num_workers:int=0,              # DataLoader workers
         progress:bool=True,             # show a progress bar
         meta:dict|None=None,            # extra JSON metadata stored in checkpoints (e.g. class names, config)
+        loss_fn=None,                   # `loss_fn(logits, targets, images)` -> scalar training loss (distillation...); None: cross-entropy
+        groups:list|None=None,          # AdamW parameter groups (dicts with 'params' and optional 'lr', 'weight_decay'); None: `param_groups(model)`
        )->FitResult:
     "Train `model` on `train_ds` and return a `FitResult` with history and checkpoints."
     device = get_device(device)
@@ -122,7 +124,7 @@ def fit(model:nn.Module,                # any classifier returning logits (timm,
     valid_dl = make_loader(valid_ds, batch_size=batch_size * 2, num_workers=num_workers, seed=seed) if valid_ds is not None else None
     steps_per_epoch = math.ceil(len(train_dl) / grad_accum)
     total_steps = epochs * steps_per_epoch
-    opt = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr)
+    opt = torch.optim.AdamW(groups if groups is not None else param_groups(model, weight_decay), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total_steps, int(warmup_epochs * steps_per_epoch), min_lr_ratio))
     monitor = monitor or ('valid_acc' if valid_dl is not None else 'train_loss')
     mode = 'min' if monitor.endswith('loss') else 'max'
@@ -152,7 +154,7 @@ def fit(model:nn.Module,                # any classifier returning logits (timm,
         for i, batch in enumerate(train_dl):
             x, y = _batch_to(batch, device)
             with _autocast(device, amp): out = model(x)
-            loss = F.cross_entropy(out.float(), y, label_smoothing=label_smoothing)
+            loss = loss_fn(out.float(), y, x) if loss_fn is not None else F.cross_entropy(out.float(), y, label_smoothing=label_smoothing)
             if not torch.isfinite(loss):
                 hist = pd.DataFrame(rows)
                 where = f'{last_path} (epoch {rows[-1]["epoch"]})' if last_path else 'none was written (pass ckpt_dir= to keep one)'

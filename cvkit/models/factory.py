@@ -198,7 +198,10 @@ def load_weights(model:nn.Module,  # a model from `create_model` (timm or transf
                  path:str|Path     # a .safetensors state dict, a cvkit checkpoint, or a folder holding model.safetensors
                 )->dict:
     "Load local weights into `model`, leaving a classifier head of another shape freshly initialised; report what was skipped."
-    sd = _read_state_dict(path)
+    return _load_state(model, _read_state_dict(path), path)
+
+def _load_state(model:nn.Module, sd:dict, path)->dict:
+    "`load_weights` for a state dict `sd` read from `path`."
     own = model.state_dict()
     sd = _align_keys(sd, own.keys())
     report = _fit_report(path, type(model).__name__,
@@ -236,9 +239,19 @@ def _config_overrides(config, kwargs:dict, what:str):
     for k, v in kwargs.items(): setattr(config, k, v)
     return config
 
+# vision towers of image-text models: transformers classifies with them through the joint config's *ForImageClassification
+_VISION_TOWERS = {'clip_vision_model': 'CLIPConfig', 'siglip_vision_model': 'SiglipConfig'}
+
+def _tower_config(config):
+    "The joint config whose image classifier holds the vision tower `config` (CLIP, SigLIP); other configs unchanged."
+    joint = _VISION_TOWERS.get(getattr(config, 'model_type', None))
+    if joint is None: return config
+    import transformers
+    return getattr(transformers, joint)(vision_config=config.to_dict())
+
 def _hf_from_config(config, num_classes, in_chans, kwargs:dict)->HFImageClassifier:
     from transformers import AutoModelForImageClassification
-    config = _config_overrides(config, kwargs, type(config).__name__)
+    config = _tower_config(_config_overrides(config, kwargs, type(config).__name__))
     if num_classes is not None: config.num_labels = num_classes
     if in_chans is not None: config.num_channels = in_chans
     if getattr(config, 'architectures', None) is None: config.architectures = []  # transformers 5.24 iterates it (fails for DeiTConfig)
@@ -252,6 +265,10 @@ def _hf_from_folder(folder:Path, num_classes, in_chans, kwargs:dict)->tuple[HFIm
     from transformers import AutoConfig, AutoModelForImageClassification
     _folder_weights(folder, 'transformers')
     config = _config_overrides(AutoConfig.from_pretrained(folder, local_files_only=True), kwargs, str(folder/'config.json'))
+    if config.model_type in _VISION_TOWERS:  # a saved CLIPVisionModel/SiglipVisionModel: build the classifier, load the tower into it
+        model, wfile = _hf_from_config(config, num_classes, in_chans, {}), _folder_weights(folder, 'transformers')
+        sd = {k if k.startswith('vision_model.') else f'vision_model.{k}': v for k, v in _read_state_dict(wfile).items()}
+        return model, _load_state(model, sd, wfile)
     if in_chans is not None and in_chans != getattr(config, 'num_channels', in_chans):
         raise ValueError(f'{folder} holds a model for {config.num_channels}-channel images, so in_chans={in_chans} would need a new, '
                          'untrained input layer. Leave in_chans unset, or convert the images to the channels the model expects.')
