@@ -151,3 +151,14 @@ def test_rerun_reports_match_and_mismatch(tmp_path):
     r = cli('rerun', tmp_path/'noisy'/run_id(dict(x=1.0)))
     assert r.returncode == 1 and 'MISMATCH' in r.stdout and 'drift' in r.stdout
     with pytest.raises(SweepError, match='not a sweep run folder'): rerun(tmp_path)
+
+def test_config_file_and_cli_override(tmp_path):
+    nb = study(tmp_path/'s.ipynb')
+    (tmp_path/'sweep.yaml').write_text(f"notebook: {nb}\ngrid: {{x: [1.0, 2.0]}}\nseeds: [0, 1]\nworkers: 2\nname: cfg\nroot: {tmp_path}\n")
+    r = cli('sweep', '--config', tmp_path/'sweep.yaml', '-p', 'x=3', '--no-progress')       # -p overrides the file's grid key
+    assert r.returncode == 0, r.stderr
+    st = statuses(tmp_path/'cfg')
+    assert set(st) == {run_id(dict(x=3.0, seed=s)) for s in (0, 1)} and set(st.values()) == {'completed'}
+    (tmp_path/'bad.yaml').write_text(f"notebook: {nb}\ngird: {{x: [1]}}\n")
+    r = cli('sweep', '--config', tmp_path/'bad.yaml')
+    assert r.returncode != 0 and "unknown keys ['gird']" in r.stderr
