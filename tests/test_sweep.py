@@ -42,7 +42,7 @@ def test_failing_run_is_recorded_and_others_go_on(tmp_path):
     assert json.loads((d/run_id(dict(x=3.0))/'metrics.json').read_text())['score'] == pytest.approx(expected(3.0, 0))
     md = (d/'summary.md').read_text()
     assert 'Runs that did not complete' in md and 'bad x=2.0' in md and '2 completed, 1 failed' in md
-    assert 'failed=1' in r.stderr and 'run/s' in r.stderr or 's/run' in r.stderr   # the progress bar: counts and rate/ETA
+    assert 'failed=1' in r.stderr and ('run/s' in r.stderr or 's/run' in r.stderr)   # the progress bar: counts and rate/ETA
 
 def test_timeout_kills_a_hung_run(tmp_path):
     nb = study(tmp_path/'s.ipynb', body="if x < 0: time.sleep(120)")
@@ -114,9 +114,8 @@ def test_dask_local_cluster_executor(tmp_path):
         addr = cluster.scheduler_address.removeprefix('tcp://')
         s = Sweep(nb, grid=dict(x=[1.0, 2.0]), seeds=[0, 1], root=tmp_path, name='dask', executor=f'dask://{addr}',
                   workers=2, progress=False).run()
-        workers = {w['pid'] for w in cluster.scheduler_info['workers'].values()} if 'pid' in next(iter(cluster.scheduler_info['workers'].values())) else None
-    st = [read_status(tmp_path/'dask'/run_id(p)) for p in s.runs['run_id'].map(lambda r: None).index.map(lambda i: None)] if False else \
-         [read_status(tmp_path/'dask'/r) for r in s.runs['run_id']]
+        workers = {p.pid for p in cluster.workers.values() if getattr(p, 'pid', None)}   # the worker process ids
+    st = [read_status(tmp_path/'dask'/r) for r in s.runs['run_id']]
     assert all(x['status'] == 'completed' for x in st)
     assert len({x['ppid'] for x in st}) == 2                  # the runs ran under both Dask worker processes
     if workers: assert {x['ppid'] for x in st} <= workers
