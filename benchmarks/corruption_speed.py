@@ -1,6 +1,6 @@
 """Per-image speed of cvkit's batched torch corruptions against the `imagecorruptions` reference, side by side.
 
-    OMP_NUM_THREADS=2 python benchmarks/corruption_speed.py --threads 2 --batch 32 --out benchmarks/results/robustness.md
+    OMP_NUM_THREADS=2 python benchmarks/corruption_speed.py --threads 2 --batch 32 --out benchmarks/results/robustness_2threads.md
 
 Both run in this process on 224x224 photographs (scikit-image samples) at severity 3. The reference corrupts one
 uint8 image per call; cvkit corrupts a float batch. Reported: ms per image for each, and the speed-up.
@@ -33,6 +33,7 @@ def main(argv=None):
     try:
         import cv2; cv2.setNumThreads(a.threads)
     except ImportError: pass
+    load0 = os.getloadavg()[0]
     photos = sample_photos(a.size)
     x = photos.repeat(-(-a.batch // len(photos)), 1, 1, 1)[:a.batch].contiguous().to(a.device)
     u8 = to_uint8(photos)
@@ -54,8 +55,8 @@ def main(argv=None):
     dev = torch.cuda.get_device_name() if a.device.startswith('cuda') else f'{platform.processor() or platform.machine()}, {a.threads} CPU threads'
     lines = ['## Robustness: corruption speed', '',
              f'{a.size}x{a.size} photos, severity {a.severity}, cvkit batch {a.batch} on {a.device} ({dev}); reference `imagecorruptions` '
-             f'one uint8 image per call (patched for numpy 2 / scikit-image 0.26), same process, same run. Machine: 2 CPU cores, shared '
-             '(several engineers working at once), so timings are noisy; single run.', '',
+             f'one uint8 image per call (patched for numpy 2 / scikit-image 0.26), same process, same run. Machine: {os.cpu_count()} CPU cores, '
+             f'load average {load0:.2f} at the start and {os.getloadavg()[0]:.2f} at the end (this process included); single run.', '',
              f'Command: `{cmd}`', '',
              '| corruption | reference ms/image | cvkit ms/image | speed-up |', '|---|---:|---:|---:|']
     lines += [f'| {n} | {r:.2f} | {o:.3f} | {r / o:.1f}x |' for n, r, o in rows]
