@@ -1,5 +1,5 @@
 "cvkit.models.adapt on tiny CPU models: every strategy trains, frozen means frozen, adapters round-trip, bad input is named."
-import socket
+
 import numpy as np, pytest, torch
 from scipy.special import log_softmax as np_log_softmax, softmax as np_softmax
 from transformers import CLIPVisionConfig, ViTConfig
@@ -10,12 +10,7 @@ from cvkit.models.factory import create_model
 
 torch.set_num_threads(1)
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    "Any attempt to open a connection fails the test: adaptation never downloads."
-    def refuse(*args, **kwargs): raise AssertionError(f'cvkit.models.adapt tried to open a network connection: {args}')
-    monkeypatch.setattr(socket.socket, 'connect', refuse)
-    monkeypatch.setattr(socket, 'create_connection', refuse)
+pytestmark = pytest.mark.usefixtures('no_network')   # nothing here may download (tests/conftest.py)
 
 @pytest.fixture(scope='module')
 def data():

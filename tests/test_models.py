@@ -1,5 +1,5 @@
 "Bad-input and round-trip tests for cvkit.models: names, local weights, pickles refused, heads, HF configs and folders, embeddings, counts."
-import copy, socket, warnings
+import copy, warnings
 import pytest, timm, torch
 from safetensors.torch import save_file
 from transformers import AutoModelForImageClassification, ViTConfig
@@ -9,12 +9,7 @@ from cvkit.models.nets import CvkitCNN
 
 X32 = torch.randn(2, 3, 32, 32)
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    "Any attempt to open a connection fails the test: nothing in cvkit.models may download."
-    def refuse(*args, **kwargs): raise AssertionError(f'cvkit.models tried to open a network connection: {args}')
-    monkeypatch.setattr(socket.socket, 'connect', refuse)
-    monkeypatch.setattr(socket, 'create_connection', refuse)
+pytestmark = pytest.mark.usefixtures('no_network')   # nothing here may download (tests/conftest.py)
 
 @pytest.fixture
 def no_unpickling(monkeypatch):
