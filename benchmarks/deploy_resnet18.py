@@ -9,7 +9,8 @@ agreement is only meaningful on a network whose features carry the class signal 
 8-bit rounding then flips half its predictions). Training (AdamW, batch 32, light augmentation, `cvkit.train.fit`) runs
 `--train-epochs-low` epochs at `--train-low-size` (by default 8 at 112×112, 4× cheaper per epoch) and then `--train-epochs`
 at 224 (by default 2; about 14 min on 2 quiet cores, reaching ~0.99 validation accuracy: a half-trained network sits
-near its decision boundaries and INT8 rounding flips many of its predictions); the weights are cached as a cvkit checkpoint (`--cache`, safetensors + JSON) and reused by later runs with the same settings.
+near its decision boundaries and INT8 rounding flips many of its predictions); the weights are cached as a cvkit
+checkpoint (`--cache`, safetensors + JSON) and reused by later runs with the same settings.
 `--weights PATH` skips training and uses your weights. INT8 is calibrated on training digits and top-1 agreement is
 measured on the held-out test digits (269 images), with a bootstrap CI.
 

@@ -1,5 +1,4 @@
 "cvkit.models.adapt on tiny CPU models: every strategy trains, frozen means frozen, adapters round-trip, bad input is named."
-
 import numpy as np, pytest, torch
 from scipy.special import log_softmax as np_log_softmax, softmax as np_softmax
 from transformers import CLIPVisionConfig, ViTConfig
