@@ -14,9 +14,9 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm as _tqdm_text
 
 # %% auto #0
-__all__ = ['seed_everything', 'available_devices', 'get_device', 'to_jsonable', 'atomic_write', 'save_json', 'load_json',
-           'progress_bar', 'pkg_version', 'git_info', 'lineage', 'CheckpointError', 'checkpoint_paths',
-           'save_checkpoint', 'load_checkpoint', 'convert_checkpoint']
+__all__ = ['seed_everything', 'available_devices', 'get_device', 'progress_bar', 'pkg_version', 'git_info', 'lineage',
+           'CheckpointError', 'checkpoint_paths', 'save_checkpoint', 'load_checkpoint', 'convert_checkpoint',
+           'to_jsonable', 'atomic_write', 'save_json', 'load_json']
 
 # %% ../nbs/core/00_core.ipynb #4d0e8c51
 def seed_everything(seed:int=0,             # seed for python's `random`, numpy and torch (CPU and every CUDA device)
@@ -55,43 +55,9 @@ def get_device(device:str|torch.device|None=None # 'auto'/None picks cuda, then 
     return dev
 
 # %% ../nbs/core/00_core.ipynb #138b00cd
-def to_jsonable(o:Any)->Any:
-    "Convert numpy/torch scalars and arrays, paths and tuples into plain JSON types; NaN and inf become None."
-    if isinstance(o, dict): return {str(k): to_jsonable(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple, set)): return [to_jsonable(v) for v in o]
-    if isinstance(o, (np.ndarray, torch.Tensor)): return to_jsonable(o.tolist())
-    if isinstance(o, (np.integer,)): return int(o)
-    if isinstance(o, (float, np.floating)): return float(o) if math.isfinite(o) else None
-    if isinstance(o, (np.bool_,)): return bool(o)
-    if isinstance(o, Path): return str(o)
-    if isinstance(o, (torch.device, torch.dtype)): return str(o)
-    return o
-
-@contextlib.contextmanager
-def atomic_write(path:str|Path, # the file to (re)write
-                 mode:str='w',  # 'w' for text, 'wb' for bytes
-                 encoding:str|None='utf-8'):
-    "Context manager yielding a file that replaces `path` only once the block succeeds."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, mode, **({} if 'b' in mode else dict(encoding=encoding))) as f:
-            yield f
-            f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
-        raise
-
-def save_json(obj:Any, path:str|Path, indent:int=2)->Path:
-    "Atomically write `obj` as JSON (numpy/torch values converted; NaN written as null)."
-    with atomic_write(path) as f: json.dump(to_jsonable(obj), f, indent=indent, allow_nan=False)
-    return Path(path)
-
-def load_json(path:str|Path)->Any:
-    "Read a JSON file, naming it in the error when it is not valid JSON."
-    try: return json.loads(Path(path).read_text(encoding='utf-8'))
-    except json.JSONDecodeError as e: raise ValueError(f'{path} is not valid JSON ({e}). Was the write interrupted? Re-create it.') from e
+# The one JSON and atomic-write layer lives in the torch-free `cvkit.lab.store`; core re-exports it.
+from .lab.store import to_jsonable, atomic_write, save_json, load_json, sha256_file
+_all_ = ['to_jsonable', 'atomic_write', 'save_json', 'load_json']
 
 # %% ../nbs/core/00_core.ipynb #52b6a184
 def _in_notebook():
@@ -178,11 +144,6 @@ def _unflatten(obj, tensors):
         if '__tuple__' in obj: return tuple(_unflatten(v, tensors) for v in obj['__tuple__'])
     return obj
 
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
-    return h.hexdigest()
 
 def checkpoint_paths(path:str|Path)->tuple[Path, Path]:
     "The (weights, metadata) file pair of the checkpoint at `path` (with or without suffix)."
@@ -209,7 +170,7 @@ def save_checkpoint(path:str|Path,         # where to write; `.safetensors` and 
     try: save_file(tensors, str(tmp)); os.replace(tmp, wpath)
     finally:
         with contextlib.suppress(FileNotFoundError): tmp.unlink()
-    save_json(dict(schema_version=1, format='cvkit.checkpoint', weights=wpath.name, sha256=_sha256(wpath),
+    save_json(dict(schema_version=1, format='cvkit.checkpoint', weights=wpath.name, sha256=sha256_file(wpath),
                    n_tensors=len(tensors), tree=tree, meta=meta or {}, lineage=lineage), jpath)
     return wpath
 
@@ -245,7 +206,7 @@ def load_checkpoint(path:str|Path,            # the checkpoint (either file of t
     if not isinstance(info, dict) or info.get('format') != 'cvkit.checkpoint' or 'tree' not in info:
         raise CheckpointError(f'{jpath} is not cvkit checkpoint metadata (no "format": "cvkit.checkpoint" and "tree"). '
                               f'For a plain safetensors state dict use safetensors.torch.load_file({str(wpath)!r}).')
-    if verify and info.get('sha256') and _sha256(wpath) != info['sha256']:
+    if verify and info.get('sha256') and sha256_file(wpath) != info['sha256']:
         raise CheckpointError(f'Checkpoint {wpath} is corrupt: its SHA-256 differs from the one recorded in {jpath.name} '
                               '(truncated or modified after saving). Re-save it, or load an earlier checkpoint.')
     try: tensors = load_file(str(wpath), device=str(map_location))

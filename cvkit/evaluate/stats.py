@@ -32,9 +32,15 @@ class Estimate:
         self.value, self.lo, self.hi = float(self.value), float(self.lo), float(self.hi)
         self.level, self.n, self.n_boot = float(self.level), int(self.n), int(self.n_boot)
 
-    def __repr__(self):
+    def __format__(self, spec:str)->str:
+        "`f'{e:.3f}'` gives '0.912 [0.896, 0.928]': the value and its interval in one number format (default '.4f')."
+        spec = spec or '.4f'
         if math.isnan(self.value): return f'nan ({self.reason or "no reason given"})'
-        return f'{self.value:.4f} [{self.lo:.4f}, {self.hi:.4f}]'
+        if math.isnan(self.lo) or math.isnan(self.hi):
+            return format(self.value, spec) + (f' (no interval: {self.reason})' if self.reason else '')
+        return f'{self.value:{spec}} [{self.lo:{spec}}, {self.hi:{spec}}]'
+
+    def __repr__(self): return format(self, '.4f')
 
     def to_dict(self)->dict:
         "JSON-safe dict: NaN becomes None; the reason is kept."

@@ -4,41 +4,19 @@
 
 # %% ../../nbs/lab/00_track.ipynb #bb7631c3
 from __future__ import annotations
-import datetime, hashlib, json, math, os, shutil, threading, time
+import datetime, json, os, shutil, time
 from pathlib import Path
-
-# Deliberately torch-free (cvkit.core imports torch): the sweep runner and every tracked kernel import this
-# module, and a light notebook must not pay seconds of torch import for its bookkeeping.
-def to_jsonable(o):
-    "Plain JSON types from numpy/torch scalars and arrays (via `.tolist()`), paths and tuples; NaN and inf become None."
-    if isinstance(o, dict): return {str(k): to_jsonable(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple, set)): return [to_jsonable(v) for v in o]
-    if hasattr(o, 'tolist') and not isinstance(o, (str, bytes)): return to_jsonable(o.tolist())
-    if isinstance(o, float): return o if math.isfinite(o) else None
-    if isinstance(o, Path): return str(o)
-    if type(o).__module__ == 'torch': return str(o)   # torch.device, torch.dtype
-    return o
-
-def save_json(obj, path:str|Path)->Path:
-    "Write `obj` as JSON atomically: a reader sees the old file or the new one, never half of one."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.{threading.get_ident()}.tmp')
-    with open(tmp, 'w', encoding='utf-8') as f:
-        json.dump(to_jsonable(obj), f, indent=2); f.flush(); os.fsync(f.fileno())
-    os.replace(tmp, path); return path
-
-def load_json(path:str|Path):
-    "Read a JSON file."
-    with open(path, encoding='utf-8') as f: return json.load(f)
+# Torch-free on purpose (cvkit.core imports torch): the sweep runner and every tracked kernel import this
+# module, and a light notebook must not pay seconds of torch import for its bookkeeping. JSON, JSONL, hashes
+# and timestamps come from the one store layer.
+from .store import to_jsonable, save_json, load_json, append_jsonl, read_jsonl, sha256_file, now_utc
 
 # %% auto #0
-__all__ = ['log_params', 'log_metrics', 'log_artifact', 'to_jsonable', 'save_json', 'load_json', 'Run', 'finish', 'read_jsonl',
-           'metric_history', 'start_run', 'current_run', 'run_dir', 'read_wandb_offline']
+__all__ = ['log_params', 'log_metrics', 'log_artifact', 'Run', 'finish', 'metric_history', 'start_run', 'current_run', 'run_dir',
+           'read_wandb_offline']
 
 # %% ../../nbs/lab/00_track.ipynb #f3254ab1
 _WANDB_MODES = ('offline', 'online', 'disabled')
-
-def _now()->str: return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='milliseconds')
 
 def _flat_metrics(metrics:dict)->dict:
     "Check that `metrics` maps names to numbers (NaN allowed) and return it with plain floats."
@@ -75,9 +53,7 @@ class Run:
     def __repr__(self): return f'Run({str(self.dir)!r}, wandb={self.wandb_mode!r})'
 
     def _append(self, kind:str, data, **extra):
-        rec = dict(time=_now(), kind=kind, data=to_jsonable(data), **extra)
-        with open(self.dir/'track.jsonl', 'a', encoding='utf-8') as f:
-            f.write(json.dumps(rec, allow_nan=True) + '\n'); f.flush(); os.fsync(f.fileno())
+        append_jsonl(self.dir/'track.jsonl', dict(time=now_utc(), kind=kind, data=data, **extra))
 
     @property
     def wandb_run(self):
@@ -110,12 +86,6 @@ def log_metrics(self:Run, metrics:dict|None=None, step:int|None=None, **kw)->dic
     if self.wandb_run is not None: self.wandb_run.log(m, **({} if step is None else dict(step=int(step))))
     return dict(self.metrics)
 
-def _sha256(path:Path)->str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for b in iter(lambda: f.read(1 << 20), b''): h.update(b)
-    return h.hexdigest()
-
 def log_artifact(self:Run, path:str|Path, name:str|None=None, copy:bool=True)->Path:
     "Record a file (copied into `artifacts/` unless it is already inside the run folder) with its sha256."
     src = Path(path)
@@ -126,7 +96,7 @@ def log_artifact(self:Run, path:str|Path, name:str|None=None, copy:bool=True)->P
         dst.parent.mkdir(parents=True, exist_ok=True)
         tmp = dst.with_name(dst.name + '.tmp'); shutil.copyfile(src, tmp); os.replace(tmp, dst)
     rel = str(dst.relative_to(self.dir)) if self.dir.resolve() in dst.resolve().parents else str(dst)
-    self._append('artifact', dict(path=rel, source=str(src), sha256=_sha256(dst), bytes=dst.stat().st_size))
+    self._append('artifact', dict(path=rel, source=str(src), sha256=sha256_file(dst), bytes=dst.stat().st_size))
     if self.wandb_run is not None: self.wandb_run.save(str(dst.resolve()), base_path=str(dst.resolve().parent), policy='now')
     return dst
 
@@ -152,15 +122,6 @@ Run.__enter__ = lambda self: self
 Run.__exit__ = lambda self, *exc: self.finish()
 
 # %% ../../nbs/lab/00_track.ipynb #8bf45b65
-def read_jsonl(path:str|Path)->list[dict]:
-    "The records of a `track.jsonl`; a torn last line (a run killed mid-write) is skipped, not fatal."
-    out = []
-    for i, line in enumerate(Path(path).read_text(encoding='utf-8').splitlines()):
-        if not line.strip(): continue
-        try: out.append(json.loads(line))
-        except json.JSONDecodeError: pass
-    return out
-
 def metric_history(path:str|Path)->'pd.DataFrame':
     "Every `log_metrics` call of a run as a table (one row per call, with its step and time)."
     import pandas as pd
