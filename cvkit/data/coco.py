@@ -127,7 +127,8 @@ def _box_text(r)->str: return f"[{r.x1:g}, {r.y1:g}, {r.x2:g}, {r.y2:g}]"
 def _check(images:pd.DataFrame, anns:pd.DataFrame, known:set, tol:float, ids_expected:bool=True)->tuple:
     "(errors, warnings): `AnnotationProblem`s found in the image and annotation tables."
     errs, warns = [], []
-    files = dict(zip(images.image_id, images.file_name))
+    first = images.drop_duplicates('image_id')           # a repeated image id is an error; its first record names it
+    files = dict(zip(first.image_id, first.file_name))
     anns = anns.assign(obj=anns.groupby('image_id', sort=False).cumcount())
     def add(kind, sel, what, fix, detail=None, to=errs):
         bad = anns[sel]
@@ -158,7 +159,7 @@ def _check(images:pd.DataFrame, anns:pd.DataFrame, known:set, tol:float, ids_exp
     add('degenerate_box', deg, 'have a box with x2 <= x1 or y2 <= y1 (or a missing box)',
         'fix the coordinates (boxes are [x1, y1, x2, y2] in pixels here, [x, y, width, height] in COCO JSON) or drop the annotation',
         _box_text)
-    size = anns.image_id.map(dict(zip(images.image_id, zip(images.width, images.height))))
+    size = anns.image_id.map(dict(zip(first.image_id, zip(first.width, first.height))))
     w = size.map(lambda s: s[0] if isinstance(s, tuple) and s[0] is not None else np.nan).astype(float).to_numpy()
     h = size.map(lambda s: s[1] if isinstance(s, tuple) and s[1] is not None else np.nan).astype(float).to_numpy()
     out = (anns.x1 < -tol).to_numpy() | (anns.y1 < -tol).to_numpy() | (anns.x2.to_numpy() > w + tol) | (anns.y2.to_numpy() > h + tol)

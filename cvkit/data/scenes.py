@@ -147,7 +147,8 @@ def _light(rng, img:np.ndarray, lighting:str)->tuple:
     (g0, g1, gamma), c = LIGHTING[lighting], (np.arange(size, dtype=np.float32) + 0.5)/size - 0.5
     phi, s = rng.uniform(0, 2*math.pi), rng.uniform(0, 0.5)
     illum = 1 + s*(math.cos(phi)*c[None, :] + math.sin(phi)*c[:, None])
-    out = (255*rng.uniform(g0, g1)*(np.clip(img, 0, 255)/255)**gamma) * illum[..., None]
+    lut = (255*rng.uniform(g0, g1)*(np.arange(256, dtype=np.float32)/255)**gamma).astype(np.float32)   # gain and gamma as a table
+    out = lut[np.rint(np.clip(img, 0, 255)).astype(np.uint8)] * illum[..., None]
     sigma = rng.uniform(2, 8) * (2 if lighting == 'dark' else 1)
     out += rng.standard_normal(out.shape, dtype=np.float32)*np.float32(sigma)
     return np.rint(np.clip(out, 0, 255)).astype(np.uint8), float(sigma)
