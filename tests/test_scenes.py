@@ -5,8 +5,9 @@ import torch
 from pycocotools import mask as mask_utils
 
 from cvkit.data.dataset import fingerprint
-from cvkit.data.scenes import (SCENE_CLASSES, DetectionView, coco_size, detection_loader, objects, scenes,
-                               semantic_mask, _render)
+from cvkit.data.dataset import ImageDataset
+from cvkit.data.scenes import (SCENE_CLASSES, DetectionView, coco_size, detection_fingerprint, detection_loader, objects,
+                               scenes, semantic_mask, _render)
 from cvkit.data.sources import coco_masks
 
 pytestmark = pytest.mark.usefixtures('no_network')
@@ -23,6 +24,10 @@ def test_deterministic():
         assert all(np.array_equal(x, y) for x, y in zip(a.df[c], b.df[c])), c
     assert list(a.df.segmentation) == list(b.df.segmentation)
     assert fingerprint(a) != fingerprint(scenes(15, size=96, seed=6))
+    assert detection_fingerprint(a) == detection_fingerprint(b)
+    df = a.df.copy(); df['labels'] = [l.copy() for l in df.labels]; df.labels[0][0] = (df.labels[0][0] + 1) % 6
+    relabelled = ImageDataset(df, a.classes)
+    assert fingerprint(relabelled) == fingerprint(a) and detection_fingerprint(relabelled) != detection_fingerprint(a)
 
 
 def test_counts_sizes_and_conditions(ds):
@@ -99,3 +104,11 @@ def test_detection_view_feeds_torchvision(ds):
     losses = model(xs, ts)
     assert {'loss_classifier', 'loss_box_reg', 'loss_mask'} <= set(losses) and all(torch.isfinite(l) for l in losses.values())
     assert len(DetectionView(v, masks=False).target(0)) == 5 and 'masks' not in DetectionView(v, masks=False).target(0)
+    from torchvision.transforms import v2
+    crop = v2.Compose([v2.RandomCrop(64), v2.SanitizeBoundingBoxes(min_size=1), v2.ToDtype(torch.float32, scale=True)])
+    torch.manual_seed(0)
+    for i in range(len(v)):
+        x, t = DetectionView(v, transform=crop)[i]
+        assert x.shape == (3, 64, 64) and x.dtype == torch.float32 and len(t['boxes']) == len(t['labels']) == len(t['masks'])
+        assert ((t['boxes'][:, 2:] > t['boxes'][:, :2]).all() and (t['boxes'] >= 0).all() and (t['boxes'] <= 64).all())
+        assert len(t['area']) == len(t['iscrowd']) == len(t['boxes']) and torch.equal(t['area'], t['masks'].flatten(1).sum(1).float())

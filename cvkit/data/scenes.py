@@ -4,7 +4,7 @@
 
 # %% ../../nbs/data/03_scenes.ipynb #d155eb7b
 from __future__ import annotations
-import math
+import hashlib, json, math
 
 import numpy as np
 import pandas as pd
@@ -12,12 +12,14 @@ from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 
 from .builtin import _stratified_split
-from .dataset import DatasetError, ImageDataset, _q, _some
+from ..core import to_jsonable
+from .dataset import DatasetError, ImageDataset, _feed, _q, _some, fingerprint
 from .sources import coco_masks
 
 # %% auto #0
 __all__ = ['SCENE_CLASSES', 'SIZE_BUCKETS', 'LIGHTING', 'BACKGROUNDS', 'CLUTTER', 'DENSITY', 'coco_size', 'scenes', 'show_scenes',
-           'object_columns', 'objects', 'semantic_mask', 'DetectionView', 'collate_detection', 'detection_loader']
+           'object_columns', 'objects', 'detection_fingerprint', 'semantic_mask', 'DetectionView', 'collate_detection',
+           'detection_loader']
 
 # %% ../../nbs/data/03_scenes.ipynb #cd1f87eb
 SCENE_CLASSES = ('circle', 'square', 'triangle', 'star', 'cross', 'ellipse')
@@ -312,6 +314,20 @@ def objects(ds:ImageDataset,             # a detection dataset (`scenes`, `from_
                  pd.Categorical(df[c].iloc[rows], dtype=df[c].dtype)
     return out.rename(columns={'ann_ids': 'ann_id', 'category_ids': 'category_id'})
 
+# %% ../../nbs/data/03_scenes.ipynb #64d6939d
+def detection_fingerprint(ds:ImageDataset)->str:
+    "SHA-256 hex digest of `fingerprint(ds)` and, per image, every per-object column (boxes, labels, masks, ...); row order does not matter."
+    _need_boxes(ds, '`detection_fingerprint`')
+    h, cols = hashlib.sha256(), sorted(object_columns(ds.df))
+    _feed(h, b'cvkit-detection-fingerprint-v1', fingerprint(ds).encode(), json.dumps(cols).encode())
+    rows = []
+    for i, vals in enumerate(zip(*(ds.df[c] for c in cols))):
+        r = hashlib.sha256()
+        _feed(r, *(json.dumps(to_jsonable(v), sort_keys=True).encode() for v in vals))
+        rows.append((str(ds.ids[i]), r.digest()))
+    for _, d in sorted(rows): h.update(d)
+    return h.hexdigest()
+
 # %% ../../nbs/data/03_scenes.ipynb #8f0842d2
 def semantic_mask(ds:ImageDataset, # a detection dataset with segmentations (`scenes`, `from_coco`)
                   i:int            # row position
@@ -359,7 +375,14 @@ class DetectionView:
         if self.transform is None: return x.float().div_(255).as_subclass(torch.Tensor), t
         t['boxes'] = tv_tensors.BoundingBoxes(t['boxes'], format='XYXY', canvas_size=tuple(x.shape[-2:]))
         if 'masks' in t: t['masks'] = tv_tensors.Mask(t['masks'])
-        return self.transform(x, t)
+        crowd = t.pop('iscrowd'); t.pop('area')            # a transform may drop objects; these are rebuilt to match
+        x, t = self.transform(x, t)
+        b = t['boxes']
+        t['area'] = t['masks'].flatten(1).sum(1).float() if 'masks' in t else (b[:, 2:] - b[:, :2]).prod(1).as_subclass(torch.Tensor)
+        if len(b) == len(crowd) or not crowd.any(): t['iscrowd'] = crowd if len(b) == len(crowd) else torch.zeros(len(b), dtype=torch.int64)
+        else: raise DatasetError(f"the transform dropped objects of image {_q(self.ds.ids[i])}, which has crowd annotations, so `iscrowd` "
+                                 "cannot be matched to the objects left. Fix: drop crowd annotations before training, as torchvision's references do.")
+        return x, t
 
 def collate_detection(batch:list)->tuple:
     "Collate (image, target) pairs into a list of images and a list of targets, the input torchvision's detectors take."
