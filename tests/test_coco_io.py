@@ -136,3 +136,10 @@ def test_to_coco_refuses_bad_dataset(tmp_path):
     with pytest.raises(DatasetError, match=rf"degenerate_box.*image 3 \(in memory\) annotation {ds.df.ann_ids[2][0]}"):
         to_coco(ImageDataset(df, ds.classes), tmp_path/'x')
     assert not (tmp_path/'x').exists()
+
+
+def test_misaligned_columns_are_named():
+    ds = scenes(4, size=64, seed=0)
+    df = ds.df.copy(); df['area'] = [a[:-1] if i == 2 else a for i, a in enumerate(df.area)]
+    with pytest.raises(DatasetError, match=r"column 'area' holds a different number of objects than `boxes` in 1 row\(s\), e.g. row 2"):
+        validate_detection(ImageDataset(df, ds.classes))

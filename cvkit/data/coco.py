@@ -95,24 +95,30 @@ def _image_size(ds:ImageDataset, i:int)->tuple:
         with Image.open(p) as im: return tuple(map(float, im.size))
     except Exception: return np.nan, np.nan
 
+def _flat(df:pd.DataFrame, col:str, dtype, n:np.ndarray)->np.ndarray:
+    "The per-object column `col` as one flat array (NaN when absent), checked to hold `n[i]` values in row i."
+    if col not in df.columns: return np.full(n.sum(), np.nan)
+    parts = [np.asarray(v, dtype).reshape(len(v), -1) if len(v) else np.zeros((0, 4 if col == 'boxes' else 1), dtype) for v in df[col]]
+    if bad := [i for i, (p, k) in enumerate(zip(parts, n)) if len(p) != k]:
+        raise DatasetError(f"column {col!r} holds a different number of objects than `boxes` in {len(bad)} row(s), e.g. row {bad[0]} "
+                           f"({len(parts[bad[0]])} vs {n[bad[0]]}). Fix: give every box one value in each per-object column.")
+    out = np.concatenate(parts) if parts else np.zeros((0, 4 if col == 'boxes' else 1), dtype)
+    return out if col == 'boxes' else out.reshape(-1)
+
 def _tables_from_ds(ds:ImageDataset)->tuple:
     "(images, annotations, known category ids) of a detection `ImageDataset`; a label outside the classes gets category id None."
     df, ids = ds.df, ds.ids
-    files = [v if isinstance(v, (str, os.PathLike)) else 'in memory' for v in ds._images]
+    files = [str(v) if isinstance(v, (str, os.PathLike)) else 'in memory' for v in ds._images]
     wh = np.array([_image_size(ds, i) for i in range(len(ds))], float).reshape(-1, 2)
-    images = pd.DataFrame({'image_id': ids, 'file_name': list(map(str, files)), 'width': wh[:, 0], 'height': wh[:, 1]})
+    images = pd.DataFrame({'image_id': ids, 'file_name': files, 'width': wh[:, 0], 'height': wh[:, 1]})
     cats = [c['id'] for c in categories(ds)]
     n = df['boxes'].map(len).to_numpy()
-    rows = np.repeat(np.arange(len(df)), n)
-    box = np.concatenate([np.asarray(b, float).reshape(-1, 4) for b in df['boxes']]) if len(df) else np.zeros((0, 4))
-    lab = np.concatenate([np.asarray(l, np.int64).reshape(-1) for l in df['labels']]) if len(df) else np.zeros(0, np.int64)
-    if len(lab) != len(box): raise DatasetError(f"the `labels` column lists {len(lab)} objects and `boxes` {len(box)}. Fix: give every box one label.")
-    if 'category_ids' in df.columns: cid = np.concatenate([np.asarray(c).reshape(-1) for c in df['category_ids']]).astype(object) if len(df) else []
-    else: cid = np.array([cats[l] if 0 <= l < len(cats) else None for l in lab], object)
-    cid = np.where((lab >= 0) & (lab < ds.num_classes), cid, None) if len(lab) else cid
-    cat = lambda c: np.concatenate([np.asarray(v, float).reshape(-1) for v in df[c]]) if c in df.columns and len(df) else np.full(len(box), np.nan)
-    anns = pd.DataFrame({'ann_id': cat('ann_ids'), 'image_id': ids[rows], 'category_id': pd.Series(list(cid), dtype=object), 'label': lab,
-                         'x1': box[:, 0], 'y1': box[:, 1], 'x2': box[:, 2], 'y2': box[:, 3], 'area': cat('area')})
+    box, lab = _flat(df, 'boxes', float, n), _flat(df, 'labels', np.int64, n)
+    cid = _flat(df, 'category_ids', object, n) if 'category_ids' in df.columns else np.array([cats[l] if 0 <= l < len(cats) else None for l in lab], object)
+    cid = np.where((lab >= 0) & (lab < ds.num_classes), cid, None)
+    anns = pd.DataFrame({'ann_id': _flat(df, 'ann_ids', float, n), 'image_id': ids[np.repeat(np.arange(len(df)), n)],
+                         'category_id': pd.Series(list(cid), dtype=object), 'label': lab,
+                         'x1': box[:, 0], 'y1': box[:, 1], 'x2': box[:, 2], 'y2': box[:, 3], 'area': _flat(df, 'area', float, n)})
     anns['ann_id'] = anns['ann_id'].map(_none_if_nan).astype(object)
     return images, anns, set(cats)
 
@@ -290,7 +296,7 @@ def to_coco(ds:ImageDataset,          # a detection dataset (`scenes`, `from_coc
             files.append(f"{s}/{image_ids[i]}{p.suffix.lower() if p is not None else '.png'}")
             _write_image(ds, i, folder/files[-1])
         images, anns = _coco_records(ds, rows, files, image_ids, cats, obj_cols, extras)
-        coco = {'info': {'description': f'written by cvkit.data.coco.to_coco', 'split': s}, 'licenses': [],
+        coco = {'info': {'description': 'written by cvkit.data.coco.to_coco', 'split': s}, 'licenses': [],
                 'images': images, 'annotations': anns, 'categories': cats}
         out[s] = save_json(coco, folder/f'instances_{s}.json', indent=indent)
     return out
