@@ -124,6 +124,16 @@ def _load_coco(path:Path)->dict:
                                 "Fix: a COCO file needs 'images', 'annotations' and 'categories'.")
     return coco
 
+_COCO_IMAGE_KEYS = ('id', 'file_name', 'width', 'height')
+_COCO_ANN_KEYS = ('id', 'image_id', 'category_id', 'bbox', 'area', 'iscrowd', 'segmentation')
+_TABLE_COLUMNS = ('id', 'image', 'target', 'width', 'height', 'n_objects', 'boxes', 'labels', 'category_ids', 'iscrowd', 'area',
+                  'ann_ids', 'segmentation')
+
+def _extra_keys(records:list, standard:tuple)->dict:
+    "{key: column} for the keys of `records` beyond COCO's `standard` ones; a key that would clash with a table column gets `coco_`."
+    keys = list(dict.fromkeys(k for r in records for k in r if k not in standard))
+    return {k: f'coco_{k}' if k in _TABLE_COLUMNS else k for k in keys}
+
 def _coco_table(coco:dict, path:Path)->pd.DataFrame:
     "One row per COCO image with its file, size and per-instance arrays."
     cat_index = {c['id']: i for i, c in enumerate(sorted(coco['categories'], key=lambda c: c['id']))}
@@ -143,6 +153,8 @@ def _coco_table(coco:dict, path:Path)->pd.DataFrame:
                                    f"Fix: add the categories, or drop those annotations; categories present: {_some(sorted(cat_index), 10)}.")
     if bad_img: raise DatasetError(f"{path}: {len(bad_img)} annotation(s) refer to images not in 'images' (annotation ids "
                                    f"{_some(a.get('id') for a in bad_img)}; image ids {_some(sorted({a['image_id'] for a in bad_img}))}). Fix: add the images, or drop those annotations.")
+    img_extra = _extra_keys(coco['images'], _COCO_IMAGE_KEYS)
+    ann_extra = _extra_keys(coco['annotations'], _COCO_ANN_KEYS)
     rows = []
     for iid, im in images.items():
         anns = per.get(iid, [])
@@ -154,7 +166,9 @@ def _coco_table(coco:dict, path:Path)->pd.DataFrame:
                          iscrowd=np.array([a.get('iscrowd', 0) for a in anns], np.uint8),
                          area=np.array([a.get('area', 0.0) for a in anns], np.float32),
                          ann_ids=np.array([a.get('id', -1) for a in anns], np.int64),
-                         segmentation=[a.get('segmentation') for a in anns]))
+                         segmentation=[a.get('segmentation') for a in anns])
+                    | {col: im.get(k) for k, col in img_extra.items()}
+                    | {col: np.array([a.get(k) for a in anns]) for k, col in ann_extra.items()})
     return pd.DataFrame(rows)
 
 def from_coco(json_path:str|Path,           # a COCO annotation file (instances_*.json)
@@ -178,6 +192,7 @@ def from_coco(json_path:str|Path,           # a COCO annotation file (instances_
         if 'background' in classes: raise DatasetError(f"{path} already has a category named 'background'. Fix: use empty='drop'.")
         classes = classes + ['background']
         df.loc[none, 'target'] = len(classes) - 1
+    df.attrs['coco_categories'] = sorted(coco['categories'], key=lambda c: c['id'])   # kept for `to_coco`
     return ImageDataset(df, classes, root=path.parent if image_root is None else image_root)
 
 def coco_masks(ds:ImageDataset, # a dataset from `from_coco`
