@@ -4,8 +4,8 @@ from scipy.special import log_softmax as np_log_softmax, softmax as np_softmax
 from transformers import CLIPVisionConfig, ConvNextConfig, ViTConfig
 from cvkit.core import checkpoint_paths, load_json
 from cvkit.data.builtin import digits
-from cvkit.adapt.core import (PeakMemory, STRATEGIES, _groups, adapt, find_target_modules, kd_loss, layer_groups, load_adapter,
-                              merge_adapter, save_adapter)
+from cvkit.adapt.core import (PeakMemory, STRATEGIES, _groups, adapt, adapted_modules, find_target_modules, kd_loss, layer_groups,
+                              load_adapter, merge_adapter, save_adapter)
 from cvkit.models.factory import create_model
 
 torch.set_num_threads(1)
@@ -119,7 +119,7 @@ def test_transformers_clip_tower_lora_merge(data):
     r = adapt(create_model(cfg, num_classes=10), *data, strategy='lora', r=4, epochs=2)
     h = r.result.history
     assert h.train_loss.iloc[-1] < h.train_loss.iloc[0]
-    leaves = {n.split('.')[-1] for n in r.model.peft_config['default'].target_modules}
+    leaves = {n.split('.')[-1] for n in adapted_modules(r.model)}
     assert {'q_proj', 'k_proj', 'v_proj', 'fc1', 'fc2'} <= leaves and 'classifier' not in leaves
     x = torch.stack([data[1][i][0] for i in range(4)])
     with torch.no_grad(): assert (merge_adapter(r.model)(x) - r.model(x)).abs().max().item() <= 1e-5
@@ -155,7 +155,7 @@ def test_adapter_round_trip_on_real_backbones(digits_at, tmp_path, key, strategy
     names = find_target_modules(real_model(key), None, kw.get('convs', False))
     assert len(names) >= 20                                      # long enough for peft to rewrite the list
     r = adapt(real_model(key), ds, strategy=strategy, r=4, epochs=1, batch_size=2, **kw)
-    assert set(r.model.peft_config['default'].target_modules) != set(names)   # peft did rewrite it: the case that failed
+    assert adapted_modules(r.model) == names
     assert any(p.abs().max() > 0 for n, p in r.model.named_parameters() if 'lora_B' in n)  # the adapter trained
     path = save_adapter(r.model, tmp_path/'ad')
     meta = load_json(checkpoint_paths(path)[1])['meta']
@@ -173,6 +173,19 @@ def test_adapter_round_trip_on_real_backbones(digits_at, tmp_path, key, strategy
     torch.testing.assert_close(b, a, atol=1e-5, rtol=0)
     torch.testing.assert_close(c, a, atol=1e-5, rtol=0)
     assert not any('lora' in n for n, _ in merged.named_modules())
+
+def test_targets_are_exact_names_not_suffixes(digits_at, tmp_path):
+    "peft's list form adapts every module whose name ends with a target; a full name must adapt that module alone."
+    ds = digits_at(32)
+    r = adapt(real_model('resnet18'), ds, strategy='lora', target_modules='conv1', convs=True, epochs=1, batch_size=4)
+    assert adapted_modules(r.model) == ['conv1'] and r.options['n_targets'] == 1
+    back = load_adapter(real_model('resnet18'), save_adapter(r.model, tmp_path/'stem'))
+    assert adapted_modules(back) == ['conv1']
+    x = torch.stack([ds[i][0] for i in range(4)])
+    with torch.no_grad(): torch.testing.assert_close(back(x), r.model(x), atol=1e-5, rtol=0)
+    # a dotted suffix in a list still means every module ending with it (documented in find_target_modules)
+    r = adapt(real_model('resnet18'), ds, strategy='lora', target_modules=['conv1'], convs=True, epochs=1, batch_size=4)
+    assert adapted_modules(r.model) == ['conv1'] + [f'layer{i}.{j}.conv1' for i in range(1, 5) for j in range(2)]
 
 # bad input
 def test_unknown_backbone_suggests_close_names(data):

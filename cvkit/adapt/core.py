@@ -19,7 +19,7 @@ from ..train import FitResult, fit
 
 # %% auto #0
 __all__ = ['STRATEGIES', 'DEFAULT_LR', 'PeakMemory', 'find_target_modules', 'layer_groups', 'Adapted', 'kd_loss', 'adapt',
-           'save_adapter', 'load_adapter', 'merge_adapter']
+           'adapted_modules', 'save_adapter', 'load_adapter', 'merge_adapter']
 
 # %% ../../nbs/adapt/00_adapt.ipynb #5de05751
 class PeakMemory:
@@ -72,6 +72,10 @@ def _available(model:nn.Module)->str:
         c = leaves.setdefault(n.split('.')[-1], {}); c[type(m).__name__] = c.get(type(m).__name__, 0) + 1
     short = ', '.join(f"'{k}' ({', '.join(f'{v} {t}' for t, v in c.items())})" for k, c in leaves.items())
     return f"{short}; full names such as {', '.join(map(repr, list(cands)[:4]))}"
+
+def _exact(names)->str:
+    "A pattern peft matches against whole module names (`re.fullmatch`): exactly `names`, never a module they are a suffix of."
+    return '|'.join(map(re.escape, names))
 
 # %% ../../nbs/adapt/00_adapt.ipynb #37803f4a
 def find_target_modules(model:nn.Module,   # the backbone to adapt (timm, or transformers through `create_model`)
@@ -272,7 +276,7 @@ def adapt(model,                         # a model from `create_model` (or any t
             names = find_target_modules(model, target_modules, convs)
             options.update(r=r, alpha=alpha if alpha is not None else 2 * r, dropout=dropout, n_targets=len(names), norms=norms)
             norm_names = [n for n, m in model.named_modules() if norms and isinstance(m, _NORMS) and not _inside(n, _head_names(model))]
-            cfg = LoraConfig(r=r, lora_alpha=options['alpha'], lora_dropout=dropout, target_modules=names,
+            cfg = LoraConfig(r=r, lora_alpha=options['alpha'], lora_dropout=dropout, target_modules=_exact(names),
                              modules_to_save=_head_names(model) + norm_names, use_dora=strategy == 'dora')
             model = get_peft_model(model, cfg).to(device)
         loss_fn = None
@@ -312,12 +316,13 @@ def _config_dict(cfg)->dict:
     d = cfg.to_dict()
     return {k: sorted(d[k]) if isinstance(d[k], set) else d[k] for k in keep}
 
-def _adapted_names(model:nn.Module)->list[str]:
-    "Full names, in the base model, of the modules carrying a LoRA/DoRA layer, in module order."
+# %% ../../nbs/adapt/00_adapt.ipynb #46794adb
+def adapted_modules(model:nn.Module # a LoRA/DoRA model (`Adapted.model` of a 'lora'/'dora' run, or `load_adapter`'s result)
+                   )->list[str]:
+    "Full names, in the base model, of the modules that carry a LoRA/DoRA layer, in module order."
     from peft.tuners.lora import LoraLayer
     return [n for n, m in _peft(model).get_base_model().named_modules() if isinstance(m, LoraLayer)]
 
-# %% ../../nbs/adapt/00_adapt.ipynb #46794adb
 def save_adapter(model:nn.Module,   # a LoRA/DoRA model (`Adapted.model` of a 'lora'/'dora' run)
                  path:str|Path      # where to write `path.safetensors` and `path.json`
                 )->Path:
@@ -326,7 +331,7 @@ def save_adapter(model:nn.Module,   # a LoRA/DoRA model (`Adapted.model` of a 'l
     pm = _peft(model)
     sd = {k: v.detach().cpu() for k, v in get_peft_model_state_dict(pm).items()}
     base = pm.get_base_model()
-    cfg = dict(_config_dict(pm.peft_config['default']), target_modules=_adapted_names(pm))  # full names, not peft's suffixes
+    cfg = dict(_config_dict(pm.peft_config['default']), target_modules=adapted_modules(pm))  # full names, read from the model
     shapes = {n: list(base.get_submodule(n).base_layer.weight.shape) for n in cfg['target_modules']}
     meta = dict(kind='cvkit.adapter', peft=cfg, base=to_jsonable(getattr(base, 'cvkit_cfg', {}).get('name')), target_shapes=shapes)
     return save_checkpoint(path, dict(adapter=sd), meta=meta)
@@ -344,8 +349,8 @@ def load_adapter(base:nn.Module,    # the base model the adapter was trained on 
     missing = [n for n in cfg['target_modules'] + cfg['modules_to_save'] if n not in mods]
     if missing: raise ValueError(f"Adapter {path} targets modules {missing[:5]} that {type(base).__name__} does not have; it was trained on "
                                  f"{meta.get('base')!r}. Load it onto that architecture.")
-    model = get_peft_model(copy.deepcopy(base), LoraConfig(**cfg))
-    if (got_names := _adapted_names(model)) != cfg['target_modules']:
+    model = get_peft_model(copy.deepcopy(base), LoraConfig(**dict(cfg, target_modules=_exact(cfg['target_modules']))))
+    if (got_names := adapted_modules(model)) != cfg['target_modules']:
         extra, lost = sorted(set(got_names) - set(cfg['target_modules'])), sorted(set(cfg['target_modules']) - set(got_names))
         raise ValueError(f'Adapter {path}: peft adapted other modules than the {len(cfg["target_modules"])} saved ones (extra: {extra[:5]}, '
                          f'missing: {lost[:5]}). Load it onto the base it was trained on ({meta.get("base")!r}).')
