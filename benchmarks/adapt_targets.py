@@ -5,7 +5,7 @@
    (`adapt(...)` on synthetic 224x224 images); on CPU the figure is peak RSS growth above the RSS after the model was
    built, sampled every 5 ms; on CUDA it is torch.cuda.max_memory_allocated growth.
 3. Cached linear-probe epochs are >= 5x faster than frozen-forward probe epochs (same head, data and schedule).
-4. From the shapes-pretrained cvkit_cnn_small (cvkit.models.pretrain; LoRA r=8 on its convolutions, norms trained), LoRA comes within 2 accuracy points of full fine-tuning on
+4. From the shapes-pretrained cvkit_cnn_small (cvkit.adapt.pretrain; LoRA r=8 on its convolutions, norms trained), LoRA comes within 2 accuracy points of full fine-tuning on
    digits (test split, with the paired compare() verdict).
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/adapt_targets.py            # all four, prints a markdown table
@@ -35,7 +35,7 @@ def vit_small():
 
 def lora_share():
     from peft import LoraConfig, get_peft_model
-    from cvkit.models.adapt import find_target_modules
+    from cvkit.adapt.core import find_target_modules
     from cvkit.models.factory import _head_names, count_params
     out = {}
     for label, kw in [('attention qkv+proj, r=4', LORA_VITS), ('every linear layer, r=8 (adapt default)', dict(r=8))]:
@@ -49,7 +49,7 @@ def lora_share():
 
 def memory_child(strategy, batch, steps):
     "Run in a fresh process: one adapt() epoch of `steps` batches; print the accounting as JSON."
-    from cvkit.models.adapt import adapt
+    from cvkit.adapt.core import adapt
     m = vit_small()
     kw = dict(LORA_VITS) if strategy == 'lora' else {}
     r = adapt(m, Synthetic(batch * steps), None, strategy=strategy, epochs=1, batch_size=batch, warmup_epochs=0, **kw)
@@ -70,8 +70,8 @@ def memory(batch, steps):
 
 def probe_speed(ckpt, epochs=5):
     from cvkit.data.builtin import digits
-    from cvkit.models.adapt import adapt
-    from cvkit.models.pretrain import shapes_backbone
+    from cvkit.adapt.core import adapt
+    from cvkit.adapt.pretrain import shapes_backbone
     ds = digits(size=32, seed=0)
     tr, va = ds.split('train'), ds.split('valid')
     cached = adapt(shapes_backbone(10, ckpt), tr, va, strategy='probe', cache=True, epochs=epochs).accounting
@@ -84,8 +84,8 @@ def probe_speed(ckpt, epochs=5):
 def transfer(ckpt, epochs):
     from cvkit.data.builtin import digits
     from cvkit.evaluate.compare import compare
-    from cvkit.models.adapt import adapt
-    from cvkit.models.pretrain import shapes_backbone
+    from cvkit.adapt.core import adapt
+    from cvkit.adapt.pretrain import shapes_backbone
     ds = digits(size=32, seed=0)
     tr, va, te = ds.split('train'), ds.split('valid'), ds.split('test')
     runs = {s: adapt(shapes_backbone(10, ckpt), tr, va, strategy=s, epochs=epochs, **(dict(r=8, convs=True, norms=True) if s == 'lora' else {}))
@@ -104,7 +104,7 @@ def main():
     ap.add_argument('--quick', action='store_true')
     a = ap.parse_args()
     if a.child: return memory_child(a.child, a.batch, a.steps)
-    from cvkit.models.pretrain import pretrain_shapes
+    from cvkit.adapt.pretrain import pretrain_shapes
     t0 = time.perf_counter()
     ckpt = pretrain_shapes()   # cached after the first run (~/.cache/cvkit/pretrained)
     pre_s = time.perf_counter() - t0

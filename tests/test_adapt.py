@@ -1,10 +1,11 @@
-"cvkit.models.adapt on tiny CPU models: every strategy trains, frozen means frozen, adapters round-trip, bad input is named."
+"cvkit.adapt.core on tiny CPU models: every strategy trains, frozen means frozen, adapters round-trip, bad input is named."
 import numpy as np, pytest, torch
 from scipy.special import log_softmax as np_log_softmax, softmax as np_softmax
-from transformers import CLIPVisionConfig, ViTConfig
+from transformers import CLIPVisionConfig, ConvNextConfig, ViTConfig
+from cvkit.core import checkpoint_paths, load_json
 from cvkit.data.builtin import digits
-from cvkit.models.adapt import (PeakMemory, STRATEGIES, _groups, adapt, find_target_modules, kd_loss, layer_groups, load_adapter,
-                                merge_adapter, save_adapter)
+from cvkit.adapt.core import (PeakMemory, STRATEGIES, _groups, adapt, adapted_modules, find_target_modules, kd_loss, layer_groups,
+                              load_adapter, merge_adapter, save_adapter)
 from cvkit.models.factory import create_model
 
 torch.set_num_threads(1)
@@ -118,10 +119,73 @@ def test_transformers_clip_tower_lora_merge(data):
     r = adapt(create_model(cfg, num_classes=10), *data, strategy='lora', r=4, epochs=2)
     h = r.result.history
     assert h.train_loss.iloc[-1] < h.train_loss.iloc[0]
-    leaves = {n.split('.')[-1] for n in r.model.peft_config['default'].target_modules}
+    leaves = {n.split('.')[-1] for n in adapted_modules(r.model)}
     assert {'q_proj', 'k_proj', 'v_proj', 'fc1', 'fc2'} <= leaves and 'classifier' not in leaves
     x = torch.stack([data[1][i][0] for i in range(4)])
     with torch.no_grad(): assert (merge_adapter(r.model)(x) - r.model(x)).abs().max().item() <= 1e-5
+
+# Real-size backbones: timm's own configs (pretrained=False: random weights, nothing downloaded) and transformers configs
+# built locally. Each has 20+ target modules, which peft rewrites into shared suffixes ('conv1', 'attn.qkv'); the adapter
+# must still record its full module names, load onto a fresh base and merge, each within 1e-5 of the adapted logits.
+HF_VIT = ViTConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64, image_size=32, patch_size=8)
+HF_CONVNEXT = ConvNextConfig(num_channels=3, hidden_sizes=[8, 16, 24, 32], depths=[2, 2, 3, 2], image_size=32)
+REAL = {'resnet18': (64, dict(convs=True)), 'regnetx_002': (64, dict(convs=True)), 'efficientnet_b0': (64, dict(convs=True)),
+        'convnext_atto': (64, dict(convs=True)), 'vit_tiny_patch16_224': (224, {}), 'hf_vit': (32, {}),
+        'hf_convnext': (32, dict(convs=True)), 'resnet18+norms': (64, dict(convs=True, norms=True))}
+
+@pytest.fixture(scope='module')
+def digits_at():
+    "Four digits images at a given size (cached per size)."
+    cache = {}
+    def get(size):
+        if size not in cache: cache[size] = digits(size=size, seed=0).split('train').subset(np.arange(4))
+        return cache[size]
+    return get
+
+def real_model(key):
+    torch.manual_seed(0)
+    name = key.split('+')[0]
+    arch = {'hf_vit': HF_VIT, 'hf_convnext': HF_CONVNEXT}.get(name, name)
+    return create_model(arch, num_classes=10)
+
+@pytest.mark.parametrize('key,strategy', [(k, s) for k in REAL for s in ('lora', 'dora') if not (k.endswith('+norms') and s == 'dora')])
+def test_adapter_round_trip_on_real_backbones(digits_at, tmp_path, key, strategy):
+    size, kw = REAL[key]
+    ds = digits_at(size)
+    names = find_target_modules(real_model(key), None, kw.get('convs', False))
+    assert len(names) >= 20                                      # long enough for peft to rewrite the list
+    r = adapt(real_model(key), ds, strategy=strategy, r=4, epochs=1, batch_size=2, **kw)
+    assert adapted_modules(r.model) == names
+    assert any(p.abs().max() > 0 for n, p in r.model.named_parameters() if 'lora_B' in n)  # the adapter trained
+    path = save_adapter(r.model, tmp_path/'ad')
+    meta = load_json(checkpoint_paths(path)[1])['meta']
+    base = real_model(key); mods = dict(base.named_modules())
+    assert meta['peft']['target_modules'] == names
+    assert meta['target_shapes'] == {n: list(mods[n].weight.shape) for n in names}
+    back = load_adapter(base, path)
+    from peft import get_peft_model_state_dict
+    want, got = get_peft_model_state_dict(r.model), get_peft_model_state_dict(back)
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+    merged = merge_adapter(back)
+    x = torch.stack([ds[i][0] for i in range(2)])
+    with torch.no_grad(): a, b, c, plain = r.model(x), back(x), merged(x), real_model(key)(x)
+    assert (a - plain).abs().max().item() > 1e-4                 # adapting changed the outputs, so agreement means something
+    torch.testing.assert_close(b, a, atol=1e-5, rtol=0)
+    torch.testing.assert_close(c, a, atol=1e-5, rtol=0)
+    assert not any('lora' in n for n, _ in merged.named_modules())
+
+def test_targets_are_exact_names_not_suffixes(digits_at, tmp_path):
+    "peft's list form adapts every module whose name ends with a target; a full name must adapt that module alone."
+    ds = digits_at(32)
+    r = adapt(real_model('resnet18'), ds, strategy='lora', target_modules='conv1', convs=True, epochs=1, batch_size=4)
+    assert adapted_modules(r.model) == ['conv1'] and r.options['n_targets'] == 1
+    back = load_adapter(real_model('resnet18'), save_adapter(r.model, tmp_path/'stem'))
+    assert adapted_modules(back) == ['conv1']
+    x = torch.stack([ds[i][0] for i in range(4)])
+    with torch.no_grad(): torch.testing.assert_close(back(x), r.model(x), atol=1e-5, rtol=0)
+    # a dotted suffix in a list still means every module ending with it (documented in find_target_modules)
+    r = adapt(real_model('resnet18'), ds, strategy='lora', target_modules=['conv1'], convs=True, epochs=1, batch_size=4)
+    assert adapted_modules(r.model) == ['conv1'] + [f'layer{i}.{j}.conv1' for i in range(1, 5) for j in range(2)]
 
 # bad input
 def test_unknown_backbone_suggests_close_names(data):
@@ -148,7 +212,7 @@ def test_adapter_on_wrong_base_names_mismatched_shapes(data, tmp_path):
     path = save_adapter(r.model, tmp_path/'ad')
     with pytest.raises(ValueError, match=r'blocks\.0\.attn\.qkv\.lora_A\.weight: adapter \(4, 32\) vs base \(4, 48\)'):
         load_adapter(vit(embed_dim=48), path)
-    with pytest.raises(ValueError, match=r"targets modules \['blocks\.0\.attn\.proj'.*does not have"):
+    with pytest.raises(ValueError, match=r"targets modules \['blocks\.0\.attn\.qkv', 'blocks\.0\.attn\.proj'.*does not have"):
         load_adapter(cnn(), path)
 
 def test_unknown_strategy_and_distill_without_teacher(data):
