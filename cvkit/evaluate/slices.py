@@ -4,17 +4,18 @@
 
 # %% ../../nbs/evaluate/05_slices.ipynb #38677afa
 from __future__ import annotations
-import itertools, math
+import itertools, math, warnings
 from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import matplotlib.pyplot as plt
+from fastcore.basics import patch
 from .predictions import Predictions
 from .stats import Estimate, resample_indices
 from .metrics import get_metric, metric_ci
 
 # %% auto #0
-__all__ = ['slice_labels', 'SliceReport', 'slice_report', 'slice_plot']
+__all__ = ['slice_labels', 'simultaneous_band', 'adjusted_p', 'SliceReport', 'slice_report', 'slice_plot']
 
 # %% ../../nbs/evaluate/05_slices.ipynb #2754e833
 _MISSING = 'missing'
@@ -64,78 +65,133 @@ def slice_labels(preds:Predictions,  # predictions whose `meta` holds the slice 
     flat = np.ravel_multi_index(codes, [len(lv) for lv in names]) if len(cols) > 1 else codes[0]
     return pd.Series(pd.Categorical.from_codes(flat, categories=levels, ordered=True), name=_by_name(by))
 
+# %% ../../nbs/evaluate/05_slices.ipynb #295cbd70
+def simultaneous_band(est,             # (J,) estimates of J statistics
+                      reps,            # (B, J) their bootstrap replicates, all J computed on each shared resample
+                      level:float=0.95 # simultaneous coverage: all J intervals hold at once with this probability
+                     )->dict:
+    "Studentized max-|t| bootstrap band: lo, hi (J,), se (J,), the critical value c and the B replicate maxima `max_t`."
+    est, reps = np.asarray(est, dtype=float), np.asarray(reps, dtype=float).reshape(len(reps), -1)
+    ok = np.isfinite(reps).all(1)
+    nan = np.full(est.shape, np.nan)
+    if ok.sum() < 2: return dict(lo=nan, hi=nan, se=nan, c=np.nan, max_t=np.zeros(0), n_boot=int(ok.sum()))
+    if not ok.all(): warnings.warn(f'{(~ok).sum()} of {len(ok)} bootstrap resamples left a statistic undefined; the band uses the rest.')
+    r = reps[ok]
+    se = r.std(0, ddof=1)
+    with np.errstate(invalid='ignore', divide='ignore'): z = np.where(se > 0, np.abs(r - est) / se, 0.0)
+    M = z.max(1)
+    c = float(np.quantile(M, level, method='inverted_cdf'))
+    return dict(lo=est - c * se, hi=est + c * se, se=se, c=c, max_t=M, n_boot=int(ok.sum()))
+
+def adjusted_p(est,        # (J,) estimates
+               band:dict,  # `simultaneous_band` of `est`
+               null=0.0    # the one-sided null is `true value <= null` for each statistic
+              )->np.ndarray:
+    "Single-step max-t adjusted p-values of `est > null`, family-wise over the J statistics (1 where est <= null)."
+    est = np.asarray(est, dtype=float)
+    if not len(band['max_t']): return np.full(est.shape, np.nan)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        z = np.where(band['se'] > 0, (est - null) / band['se'], np.where(est > null, np.inf, -np.inf))
+    return np.where(z > 0, (band['max_t'][None] >= z[:, None]).mean(1), 1.0)
+
 # %% ../../nbs/evaluate/05_slices.ipynb #a921464c
-def _replicates(m, y, p, mask, n_boot, seed)->np.ndarray:
-    "(n_boot, 2): metric `m` on bootstrap replicates of the whole data and, from the same rows, of the rows in `mask`."
-    out, k = [], p.shape[1]
+def _cell_replicates(u, cell, J, n, n_boot, seed)->np.ndarray:
+    "Per-sample metric with few distinct values `u`: multinomial draws over (slice, value) cells, the exact bootstrap law of the rows."
+    U = len(u)
+    cnt = np.bincount(cell, minlength=(J + 1) * U)
+    d = np.random.default_rng(seed).multinomial(n, cnt / n, size=n_boot).reshape(n_boot, J + 1, U)
+    s, c = d @ u, d.sum(2)
+    with np.errstate(invalid='ignore', divide='ignore'): return np.c_[s.sum(1) / n, s[:, :J] / c[:, :J]]
+
+def _replicates(m, y, p, codes, J, n_boot, seed)->np.ndarray:
+    "(n_boot, 1+J): metric `m` on bootstrap replicates of all rows (column 0) and, from the same rows, of slices 0..J-1 (code J: not tracked)."
+    n, k = len(y), p.shape[1]
     v = m.per_sample(y, p) if m.per_sample is not None else None
-    code = y * k + p.argmax(1)
-    chunk = max(1, 2**22 // max(len(y), k * k))                # bounds the (chunk, n) indices and (chunk, k, k) matrices
-    for idx in resample_indices(len(y), n_boot, seed, chunk):
-        mi = mask[idx]
-        if v is not None:
-            vi = v[idx]
-            with np.errstate(invalid='ignore', divide='ignore'): sub = (vi * mi).sum(1) / mi.sum(1)
-            out.append(np.stack([vi.mean(1), sub], 1))
-        elif m.cm_fn is not None:
-            b = len(idx); flat = (np.arange(b)[:, None] * k * k + code[idx]).ravel()
-            full = np.bincount(flat, minlength=b*k*k).reshape(b, k, k)
-            part = np.bincount(flat, weights=mi.ravel(), minlength=b*k*k).reshape(b, k, k).round().astype(np.int64)
-            with np.errstate(invalid='ignore', divide='ignore'): out.append(np.stack([m.cm_fn(full), m.cm_fn(part)], 1))
-        elif m.weighted_fn is not None:
-            b = len(idx); w = np.bincount((idx + len(y) * np.arange(b)[:, None]).ravel(), minlength=b * len(y)).reshape(b, -1)
-            with np.errstate(invalid='ignore', divide='ignore'): out.append(np.stack([m.weighted_fn(y, p, w), m.weighted_fn(y, p, w * mask)], 1))
-        else:
-            out.append(np.array([[m.fn(y[i], p[i]), m.fn(y[i][s], p[i][s]) if s.any() else np.nan] for i, s in zip(idx, mi)]))
+    if v is not None:
+        u, inv = np.unique(v, return_inverse=True)
+        if (J + 1) * len(u) <= 4096: return _cell_replicates(u, codes * len(u) + inv.ravel(), J, n, n_boot, seed)
+    out, code, J1 = [], y * k + p.argmax(1), J + 1
+    chunk = max(1, 2**22 // max(n, J1 * k * k))                # bounds the (chunk, n) indices and (chunk, J+1, k, k) matrices
+    for idx in resample_indices(n, n_boot, seed, chunk):
+        b, ci, row = len(idx), codes[idx], np.arange(len(idx))[:, None]
+        with np.errstate(invalid='ignore', divide='ignore'):
+            if v is not None:
+                key = (row * J1 + ci).ravel()
+                s = np.bincount(key, v[idx].ravel(), b * J1).reshape(b, J1); c = np.bincount(key, minlength=b * J1).reshape(b, J1)
+                out.append(np.c_[s.sum(1) / n, s[:, :J] / c[:, :J]])
+            elif m.cm_fn is not None:
+                cm = np.bincount(((row * J1 + ci) * k * k + code[idx]).ravel(), minlength=b * J1 * k * k).reshape(b, J1, k, k)
+                out.append(np.c_[m.cm_fn(cm.sum(1)), m.cm_fn(cm[:, :J].reshape(-1, k, k)).reshape(b, J)])
+            elif m.weighted_fn is not None:
+                w = np.bincount((idx + n * row).ravel(), minlength=b * n).reshape(b, n)
+                out.append(np.stack([m.weighted_fn(y, p, w)] + [m.weighted_fn(y, p, w * (codes == j)) for j in range(J)], 1))
+            else:
+                out.append(np.array([[m.fn(y[i], p[i])] + [m.fn(y[i][c == j], p[i][c == j]) if (c == j).any() else np.nan for j in range(J)]
+                                     for i, c in zip(idx, ci)]))
     return np.concatenate(out).astype(float)
 
 # %% ../../nbs/evaluate/05_slices.ipynb #51ffdc77
 @dataclass(eq=False)
 class SliceReport:
     "A metric on every slice of one metadata column (or crossing), with intervals, gaps, flags and the worst slice."
-    rows: pd.DataFrame     # slice, n, value, lo, hi, gap, rel_gap, flagged, status, reason
+    rows: pd.DataFrame     # one row per slice: see `_ROW_COLS`
     overall: Estimate      # the metric on all samples
-    worst: dict            # slice, gap (Estimate: overall - worst, CI from joint resamples), rel_gap
+    worst: dict            # slice, gap and rel_gap_ci (Estimates, valid under the choice of the worst), rel_gap, flagged, p_adj, ...
     by: str|tuple          # the column, or the crossed columns
     metric: str            # a key of `METRICS`
-    settings: dict = field(default_factory=dict)  # bins, min_n, gap_threshold, n_boot, level, seed, higher_is_better
+    settings: dict = field(default_factory=dict)  # bins, min_n, gap_threshold, n_boot, level, seed, higher_is_better, adjust
 
     @property
     def flagged(self)->pd.DataFrame: return self.rows[self.rows.flagged]
 
     def to_dict(self)->dict:
         "A JSON-able dict (NaN as None)."
+        w = self.worst
+        worst = dict(slice=w['slice'], gap=w['gap'].to_dict(), rel_gap=_none(w['rel_gap']),
+                     **{k: (w[k].to_dict() if isinstance(w[k], Estimate) else _none(w[k]) if isinstance(w[k], float) else w[k])
+                        for k in _WORST_EXTRA if k in w})
         return dict(by=self.by if isinstance(self.by, str) else list(self.by), metric=self.metric, settings=dict(self.settings),
-                    overall=self.overall.to_dict(), rows=_records(self.rows),
-                    worst=dict(slice=self.worst['slice'], gap=self.worst['gap'].to_dict(), rel_gap=_none(self.worst['rel_gap'])))
+                    overall=self.overall.to_dict(), rows=_records(self.rows), worst=worst)
 
     @classmethod
     def from_dict(cls, d:dict)->'SliceReport':
-        "Rebuild a report from `to_dict` output."
+        "Rebuild a report from `to_dict` output (reports written before the adjusted columns existed get NaN there)."
         rows = pd.DataFrame(d['rows'], columns=_ROW_COLS)
-        for c in ['value', 'lo', 'hi', 'gap', 'rel_gap']: rows[c] = rows[c].astype(float)
-        rows['n'] = rows['n'].astype(int); rows['flagged'] = rows['flagged'].astype(bool)
+        for c in _FLOAT_COLS: rows[c] = rows[c].astype(float)
+        rows['n'] = rows['n'].astype(int); rows['flagged'] = rows['flagged'].fillna(False).astype(bool)
+        rows['flagged_point'] = rows['flagged_point'].fillna(rows['flagged']).astype(bool)
         w = d['worst']
-        return cls(rows, Estimate.from_dict(d['overall']), dict(slice=w['slice'], gap=Estimate.from_dict(w['gap']), rel_gap=_nan(w['rel_gap'])),
-                   d['by'] if isinstance(d['by'], str) else tuple(d['by']), d['metric'], d.get('settings', {}))
+        worst = dict(slice=w['slice'], gap=Estimate.from_dict(w['gap']), rel_gap=_nan(w['rel_gap']))
+        for k in _WORST_EXTRA:
+            if k in w: worst[k] = Estimate.from_dict(w[k]) if k == 'rel_gap_ci' else _nan(w[k]) if k == 'p_adj' else w[k]
+        return cls(rows, Estimate.from_dict(d['overall']), worst, d['by'] if isinstance(d['by'], str) else tuple(d['by']), d['metric'],
+                   d.get('settings', {}))
 
     def __repr__(self):
         w = self.worst
         return (f'SliceReport({self.metric} by {_by_name(self.by)}: overall {self.overall!r}, {len(self.rows)} slices, '
                 f'{int(self.rows.flagged.sum())} flagged, worst {w["slice"]!r} gap {w["gap"]!r})')
 
-    def _repr_html_(self):
-        s = self.settings
-        def style(r): return ['background-color:#f8d7da' if r.flagged else 'color:#888' if r.status != 'ok' else ''] * len(r)
-        tbl = self.rows.style.apply(style, axis=1).format(precision=4, na_rep='–').hide(axis='index').to_html()
-        w = self.worst
-        worst = ('no slice has enough samples to judge' if w['slice'] is None else
-                 f'worst slice <b>{w["slice"]}</b>: gap {w["gap"]!r} ({w["rel_gap"]:+.1%} relative)')
-        return (f'<p><b>{self.metric}</b> by <b>{_by_name(self.by)}</b>: overall {self.overall!r}; {worst}; '
-                f'{int(self.rows.flagged.sum())} slice(s) flagged (relative gap &gt; {s.get("gap_threshold", 0):.0%}, '
-                f'n ≥ {s.get("min_n")}).</p>{tbl}')
+# %% ../../nbs/evaluate/05_slices.ipynb #e3ae0020
+@patch
+def _repr_html_(self:SliceReport):
+    s, w = self.settings, self.worst
+    def style(r): return ['background-color:#f8d7da' if r.flagged else 'background-color:#fff3cd' if r.flagged_point
+                          else 'color:#888' if r.status != 'ok' else ''] * len(r)
+    tbl = self.rows.style.apply(style, axis=1).format(precision=4, na_rep='–').hide(axis='index').to_html()
+    worst = ('no slice has enough samples to judge' if w['slice'] is None else
+             f'worst slice <b>{w["slice"]}</b>: gap {w["gap"]!r} ({w["rel_gap"]:+.1%} relative; the interval allows for the slice '
+             f'having been picked as the worst of {w.get("family", "?")})')
+    npt = int((self.rows.flagged_point & ~self.rows.flagged).sum())
+    return (f'<p><b>{self.metric}</b> by <b>{_by_name(self.by)}</b>: overall {self.overall!r}; {worst}; '
+            f'{int(self.rows.flagged.sum())} slice(s) flagged: relative gap significantly above {s.get("gap_threshold", 0):.0%} '
+            f'(simultaneous {s.get("level", .95):.0%} max-t band, n ≥ {s.get("min_n")})'
+            + (f'; {npt} more above the threshold on the point estimate only (yellow, not significant)' if npt else '') + f'.</p>{tbl}')
 
-_ROW_COLS = ['slice', 'n', 'value', 'lo', 'hi', 'gap', 'rel_gap', 'flagged', 'status', 'reason']
+_ROW_COLS = ['slice', 'n', 'value', 'lo', 'hi', 'gap', 'gap_lo', 'gap_hi', 'rel_gap', 'rel_gap_lo', 'rel_gap_hi', 'p_adj',
+             'flagged_point', 'flagged', 'status', 'reason']
+_FLOAT_COLS = ['value', 'lo', 'hi', 'gap', 'gap_lo', 'gap_hi', 'rel_gap', 'rel_gap_lo', 'rel_gap_hi', 'p_adj']
+_WORST_EXTRA = ('rel_gap_ci', 'flagged', 'p_adj', 'n_flagged', 'family')
 def _none(v): return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 def _nan(v): return float('nan') if v is None else float(v)
 def _records(df:pd.DataFrame)->list:
@@ -144,52 +200,78 @@ def _records(df:pd.DataFrame)->list:
              for k, v in r.items()} for r in df.to_dict('records')]
 
 # %% ../../nbs/evaluate/05_slices.ipynb #7dd8a2cc
+def _slice_rows(m, y, p, codes, names, by, min_n, n_boot, level, seed)->dict:
+    "Columns (numpy arrays) over the slices: n, the metric with its own per-slice bootstrap interval, status and reason."
+    r = dict(slice=np.array(names, dtype=object), n=np.bincount(codes, minlength=len(names)), value=np.full(len(names), np.nan),
+             lo=np.full(len(names), np.nan), hi=np.full(len(names), np.nan), status=np.full(len(names), 'ok', dtype=object),
+             reason=np.full(len(names), None, dtype=object))
+    for i, k in enumerate(r['n']):
+        if k == 0: r['status'][i], r['reason'][i] = 'empty', f'no samples in this slice of {_by_name(by)}'; continue
+        mask = codes == i
+        e = metric_ci(m, y[mask], p[mask], n_boot=n_boot, level=level, seed=seed)
+        r['value'][i], r['lo'][i], r['hi'][i] = e.value, e.lo, e.hi
+        if k < min_n: r['status'][i] = f'too small (n<{min_n})'
+        r['reason'][i] = e.reason or (f'only {k} samples; at least min_n={min_n} are needed to judge' if k < min_n else None)
+    return r
+
+def _gap_replicates(m, y, p, codes, n_slices, js, sign, n_boot, seed)->tuple[np.ndarray, np.ndarray]:
+    "Bootstrap gaps and relative gaps (B, len(js)) of slices `js`, every slice and the overall metric recomputed on each shared resample."
+    remap = np.full(n_slices, len(js)); remap[js] = np.arange(len(js))
+    reps = _replicates(m, y, p, remap[codes], len(js), n_boot, seed)
+    g = sign * (reps[:, :1] - reps[:, 1:])
+    with np.errstate(invalid='ignore', divide='ignore'): return g, g / np.abs(reps[:, :1])
+
+# %% ../../nbs/evaluate/05_slices.ipynb #466ea33c
+def _judge(r:dict, G, R, js, gap_threshold, level, n)->dict:
+    "Fill the simultaneous bands, adjusted p-values and flags of the judged slices `js` in the column dict `r`; return the worst slice."
+    gb, rb = simultaneous_band(r['gap'][js], G, level), simultaneous_band(r['rel_gap'][js], R, level)
+    r['gap_lo'][js], r['gap_hi'][js], r['rel_gap_lo'][js], r['rel_gap_hi'][js] = gb['lo'], gb['hi'], rb['lo'], rb['hi']
+    r['p_adj'][js] = adjusted_p(r['rel_gap'][js], rb, gap_threshold)
+    with np.errstate(invalid='ignore'): r['flagged'][js] = rb['lo'] > gap_threshold
+    j = js[int(np.argmax(r['gap'][js]))]
+    why = None if np.isfinite(gb['c']) else 'too few bootstrap resamples with every slice defined; no interval'
+    est = lambda v, b: Estimate(v, np.max(b['lo']), np.max(b['hi']), level, n, b['n_boot'], why)
+    return dict(slice=r['slice'][j], gap=est(r['gap'][j], gb), rel_gap=float(r['rel_gap'][j]), rel_gap_ci=est(r['rel_gap'][j], rb),
+                flagged=bool(r['flagged'][j]), p_adj=float(r['p_adj'][j]), n_flagged=int(r['flagged'].sum()), family=len(js))
+
+def _no_judge(r, js, level, n, why)->dict:
+    "The worst-slice summary when there is no interval to give (no judged slice, or `n_boot=0`)."
+    j, nan = (js[int(np.argmax(r['gap'][js]))] if len(js) else None), float('nan')
+    return dict(slice=None if j is None else r['slice'][j], gap=Estimate(nan if j is None else r['gap'][j], nan, nan, level, n, 0, why),
+                rel_gap=nan if j is None else float(r['rel_gap'][j]), rel_gap_ci=Estimate(nan if j is None else r['rel_gap'][j], nan, nan, level, n, 0, why),
+                flagged=False, p_adj=nan, n_flagged=0, family=len(js))
+
 def slice_report(preds:Predictions,         # labelled predictions with metadata
                  by:str|tuple,              # a metadata column, or a tuple of two to cross
                  metric:str='accuracy',     # a key of `METRICS` (or a `Metric`)
                  bins:int=3,                # quantile bins for numeric columns
                  min_n:int=30,              # slices with fewer samples are reported 'too small' and never flagged
-                 gap_threshold:float=0.10,  # flag slices whose gap exceeds this fraction of the overall metric
+                 gap_threshold:float=0.10,  # flag slices whose relative gap is significantly above this fraction of the overall metric
                  n_boot:int=1000,           # bootstrap resamples
-                 level:float=0.95,          # two-sided confidence level
+                 level:float=0.95,          # two-sided, simultaneous confidence level (flags: family-wise error <= 1 - level)
                  seed:int=0                 # resampling seed
                 )->SliceReport:
-    "The metric on every slice of `by`, with intervals, gaps to the overall figure, flags and the worst-slice gap."
+    "The metric on every slice of `by`, with intervals, gaps, simultaneous gap bands, family-wise flags and the worst slice."
     if preds.targets is None: raise ValueError('slice_report needs labelled predictions (targets is None).')
     m = get_metric(metric); metric = m.name
     lab = slice_labels(preds, by, bins)
-    codes = lab.cat.codes.to_numpy()
+    codes, names = lab.cat.codes.to_numpy(), list(lab.cat.categories)
     y, p = preds.targets, preds.probs
     overall = metric_ci(metric, y, p, n_boot=n_boot, level=level, seed=seed)
     sign = 1.0 if m.higher_is_better else -1.0
-    rows = []
-    for i, name in enumerate(lab.cat.categories):
-        mask = codes == i; k = int(mask.sum())
-        if k == 0:
-            rows.append(dict(slice=name, n=0, value=np.nan, lo=np.nan, hi=np.nan, status='empty',
-                             reason=f'no samples in this slice of {_by_name(by)}')); continue
-        e = metric_ci(metric, y[mask], p[mask], n_boot=n_boot, level=level, seed=seed)
-        small = k < min_n
-        rows.append(dict(slice=name, n=k, value=e.value, lo=e.lo, hi=e.hi, status=f'too small (n<{min_n})' if small else 'ok',
-                         reason=e.reason or (f'only {k} samples; at least min_n={min_n} are needed to judge' if small else None)))
-    rows = pd.DataFrame(rows)
-    rows['gap'] = sign * (overall.value - rows.value)
-    with np.errstate(invalid='ignore', divide='ignore'): rows['rel_gap'] = rows.gap / abs(overall.value)
-    rows['flagged'] = (rows.rel_gap > gap_threshold) & (rows.n >= min_n)
-    rows = rows[_ROW_COLS].astype(dict(n=int, flagged=bool))
-    judged = rows[(rows.n >= min_n) & rows.gap.notna()]
-    if len(judged):
-        j = int(judged.gap.idxmax()); name = rows.slice[j]
-        reps = _replicates(m, y, p, codes == j, n_boot, seed)
-        gap = Estimate.from_samples(rows.gap[j], sign * (reps[:, 0] - reps[:, 1]), level, len(y))
-        worst = dict(slice=name, gap=gap, rel_gap=float(rows.rel_gap[j]))
-    else:
-        nan = float('nan')
-        worst = dict(slice=None, rel_gap=nan, gap=Estimate(nan, nan, nan, level, len(y), n_boot,
-                                                           f'no slice has at least min_n={min_n} samples and a finite {metric}'))
+    r = _slice_rows(m, y, p, codes, names, by, min_n, n_boot, level, seed)
+    r['gap'] = sign * (overall.value - r['value'])
+    with np.errstate(invalid='ignore', divide='ignore'): r['rel_gap'] = r['gap'] / abs(overall.value)
+    for c in ['gap_lo', 'gap_hi', 'rel_gap_lo', 'rel_gap_hi', 'p_adj']: r[c] = np.full(len(names), np.nan)
+    judged = (r['n'] >= min_n) & np.isfinite(r['gap'])
+    with np.errstate(invalid='ignore'): r['flagged_point'], r['flagged'] = judged & (r['rel_gap'] > gap_threshold), np.zeros(len(names), bool)
+    js = np.flatnonzero(judged)
+    if len(js) and n_boot > 0: worst = _judge(r, *_gap_replicates(m, y, p, codes, len(names), js, sign, n_boot, seed), js, gap_threshold, level, len(y))
+    else: worst = _no_judge(r, js, level, len(y), f'no slice has at least min_n={min_n} samples and a finite {metric}' if not len(js)
+                            else 'n_boot=0: no interval and no significance-aware flag')
     settings = dict(bins=bins, min_n=min_n, gap_threshold=gap_threshold, n_boot=n_boot, level=level, seed=seed,
-                    higher_is_better=m.higher_is_better)
-    return SliceReport(rows, overall, worst, by, metric, settings)
+                    higher_is_better=m.higher_is_better, adjust='max-t')
+    return SliceReport(pd.DataFrame(r)[_ROW_COLS], overall, worst, by, metric, settings)
 
 # %% ../../nbs/evaluate/05_slices.ipynb #0110d2cb
 def slice_plot(report:SliceReport,  # from `slice_report`
