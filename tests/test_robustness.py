@@ -75,8 +75,8 @@ def test_relative_interval_covers_by_simulation():
 def test_worst_corruption_interval_is_valid_under_selection():
     """8 corruptions that all keep 80% of the clean accuracy (true relative robustness 0.8 each, so the true worst is 0.8).
     The lowest observed one is low partly by chance: its own (marginal) interval misses 0.8 far more often than 5%,
-    while the max-t interval of the worst covers it at about the nominal rate (>= 0.93 over T trials: the method's
-    coverage is ~0.97, so 0.93 sits about 3 Monte-Carlo standard errors below it)."""
+    while the max-t interval of the worst covers it at least at the nominal rate (measured 0.99 here; we require
+    >= 0.93, about 2 Monte-Carlo standard errors below 0.95 at T=150)."""
     n, C, T = 300, 8, 150
     hit, naive = [], []
     for seed in range(T):
@@ -88,7 +88,8 @@ def test_worst_corruption_interval_is_valid_under_selection():
         naive.append(w['relative_marginal']['lo'] <= 0.8 <= w['relative_marginal']['hi'])
         assert w['relative']['lo'] <= w['relative']['value'] <= w['relative']['hi'] and w['family'] == C
     assert np.mean(hit) >= 0.93, np.mean(hit)
-    assert np.mean(naive) < 0.85, np.mean(naive)          # the winner's curse of the fixed-corruption interval
+    from scipy.stats import binom                          # the winner's curse of the fixed-corruption interval: its coverage
+    assert np.sum(naive) < binom.ppf(0.001, T, 0.95), np.mean(naive)   # is below nominal beyond Monte-Carlo error (~0.84 here)
 
 def test_worst_corruption_and_bad_inputs():
     clean, cells, y = _world(3)
