@@ -263,12 +263,14 @@ def _heatmap(self, ax=None, cmap='RdYlGn', annotate:bool=True):
     return ax
 
 def _fmt(e): return '–' if e is None else f'{e.value:.3f} [{e.lo:.3f}, {e.hi:.3f}]'
+def _fmtd(d): return f"{d['value']:.3f} [{d['lo']:.3f}, {d['hi']:.3f}]"
 
 def _html(self)->str:
     head = (f"<p><b>Robustness</b> of {html.escape(str(self.settings.get('model_name', 'model')))} ({self.metric}, n={self.settings.get('n')}): "
             f"clean {_fmt(self.clean)}; relative robustness <b>{_fmt(self.relative)}</b>"
             + (f"; mCE {_fmt(self.mce)}, relative mCE {_fmt(self.relative_mce)} vs {html.escape(str(self.settings.get('baseline')))}" if self.mce else '')
-            + f"; worst corruption <b>{html.escape(self.worst['corruption'])}</b> ({self.worst['relative']['value']:.3f})</p>")
+            + f"; worst corruption <b>{html.escape(self.worst['corruption'])}</b> ({_fmtd(self.worst['relative'])}, "
+            f"the interval allowing for it being the worst of {self.worst.get('family', len(self.per_corruption))})</p>")
     return head + self.per_corruption.to_html(index=False, float_format='%.3f')
 
 def _repr(self)->str:
