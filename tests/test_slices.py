@@ -212,6 +212,12 @@ def test_json_roundtrip_and_html(preds):
     pd.testing.assert_frame_equal(back.rows, rep.rows)
     assert back.worst['slice'] == rep.worst['slice'] and back.worst['gap'].lo == rep.worst['gap'].lo
     assert back.overall.value == rep.overall.value
+    assert back.worst['rel_gap_ci'].hi == rep.worst['rel_gap_ci'].hi and back.worst['family'] == rep.worst['family']
+    # a report written before the simultaneous columns existed still loads: NaN bands, flagged_point = flagged
+    old = dict(d, rows=[{k: v for k, v in r.items() if k in ['slice', 'n', 'value', 'lo', 'hi', 'gap', 'rel_gap', 'flagged', 'status', 'reason']}
+                        for r in d['rows']], worst={k: d['worst'][k] for k in ('slice', 'gap', 'rel_gap')})
+    o = SliceReport.from_dict(old)
+    assert o.rows.gap_lo.isna().all() and (o.rows.flagged_point == o.rows.flagged).all() and 'worst slice' in o._repr_html_()
     h = rep._repr_html_()
     assert 'worst slice' in h and '<table' in h
 

@@ -159,7 +159,8 @@ class SliceReport:
         rows = pd.DataFrame(d['rows'], columns=_ROW_COLS)
         for c in _FLOAT_COLS: rows[c] = rows[c].astype(float)
         rows['n'] = rows['n'].astype(int); rows['flagged'] = rows['flagged'].fillna(False).astype(bool)
-        rows['flagged_point'] = rows['flagged_point'].fillna(rows['flagged']).astype(bool)
+        fp = rows['flagged_point']
+        rows['flagged_point'] = rows['flagged'] if fp.isna().all() else fp.fillna(False).astype(bool)
         w = d['worst']
         worst = dict(slice=w['slice'], gap=Estimate.from_dict(w['gap']), rel_gap=_nan(w['rel_gap']))
         for k in _WORST_EXTRA:
