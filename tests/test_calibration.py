@@ -1,10 +1,10 @@
 "Calibration: ECE/MCE against torchmetrics, equal-mass and classwise ECE against direct definitions, temperature scaling, slices, bad input."
-import warnings
+import json, warnings
 import numpy as np, pandas as pd, pytest, torch
 from torchmetrics.classification import MulticlassCalibrationError
 from cvkit.evaluate.predictions import Predictions
 from cvkit.evaluate.calibration import (ece, mce, classwise_ece, reliability_table, calibration_metrics, fit_temperature,
-                                        apply_temperature, temperature_scaling, ece_by_slice, reliability_diagram, _nll_per_sample)
+                                        apply_temperature, temperature_scaling, ece_by_slice, reliability_diagram, _nll_per_sample, _bin_sums)
 
 SEEDS = range(6)
 
@@ -83,9 +83,33 @@ def test_calibration_metrics_estimates():
     assert set(m) == {'ece', 'ece_mass', 'mce', 'classwise_ece'}
     assert abs(m['ece'].value - ece(p.confidence, p.correct)) < 1e-12
     assert abs(m['classwise_ece'].value - classwise_ece(p.targets, p.probs)) < 1e-12
-    for e in m.values(): assert e.lo <= e.value <= e.hi and e.n == len(p) and e.n_boot == 100
+    for k in ('ece', 'ece_mass', 'classwise_ece'): e = m[k]; assert e.lo <= e.value <= e.hi and e.n == len(p) and e.n_boot == 100
+    # MCE: the value, no interval, and the reason (a bootstrap interval of a maximum over bins is not valid)
+    assert m['mce'].value == pytest.approx(mce(p.confidence, p.correct), abs=1e-12)
+    assert np.isnan(m['mce'].lo) and np.isnan(m['mce'].hi) and m['mce'].n_boot == 0 and 'no interval' in m['mce'].reason
+    d = json.loads(json.dumps(m['mce'].to_dict(), allow_nan=False))
+    assert d['lo'] is None and d['value'] == pytest.approx(m['mce'].value)
     # same seed -> same interval
     assert calibration_metrics(p, n_boot=100)['ece'].lo == m['ece'].lo
+
+def test_mce_without_interval_through_the_gate():
+    from cvkit.evaluate.gate import gate
+    m = calibration_metrics(simulate(scale=3.0), n_boot=50)['mce']
+    rep = {'calibration': {'mce': m.to_dict()}}
+    ok = gate(rep, [dict(rule='max_ece', metric='mce', max=m.value + 0.01, bound='value')])
+    assert ok.passed and ok.rows.value[0] == pytest.approx(m.value)
+    hi = gate(rep, [dict(rule='max_ece', metric='mce', max=1.0, bound='hi')])   # no upper bound to check: fails, saying why
+    assert not hi.passed and 'no interval' in hi.rows.reason[0]
+
+def test_old_percentile_mce_interval_undercovers():
+    "Why MCE lost its interval: over repeated calibrated test sets (true MCE 0) the percentile bootstrap never covers it."
+    from cvkit.evaluate.stats import bootstrap
+    def _mce(c, ok):
+        n, sc, sa = _bin_sums(c, ok, 15, 'width'); k = n > 0
+        return (np.abs(sa[k] - sc[k]) / n[k]).max()
+    hits = [bootstrap(_mce, p.confidence, p.correct.astype(float), n_boot=100, seed=s).lo <= 0
+            for s in range(20) for p in [simulate(1000, seed=500 + s)]]
+    assert not any(hits)
 
 @pytest.mark.parametrize('seed', SEEDS)
 def test_temperature_recovers_three(seed):

@@ -117,6 +117,31 @@ def test_slice_gap_from_real_slice_report():
     assert not r.rows.passed[0] and r.rows.value[1] == pytest.approx(sr.worst['gap'].hi)
     r2 = gate({'slices': {'lighting': sr}}, [dict(rule='max_slice_gap', by='lighting', max_gap=0.10)])   # the object itself works too
     assert r2.rows.value[0] == pytest.approx(worst_rel)
+    r3 = gate(data, [dict(rule='max_slice_gap', by='lighting', max_gap=0.10, bound=b) for b in ('hi', 'lo')])
+    ci = sr.worst['rel_gap_ci']                                   # the relative bounds come from the selection-aware interval
+    assert list(r3.rows.value) == pytest.approx([ci.hi, ci.lo]) and ci.lo > 0.10 and not r3.rows.passed.any()
+    assert sr.worst['flagged'] and 'significantly above 0.1' in r3.rows.reason[1] and 'of 2 slices' in r3.rows.reason[1]
+
+def _equal_slices(k, seed, n=200):
+    "k slices of n samples each, every one at accuracy 0.8 (5 classes)."
+    rng = np.random.default_rng(seed)
+    s = np.repeat(np.arange(k), n); y = rng.integers(0, 5, k * n); ok = rng.random(k * n) < 0.8
+    z = np.eye(5, dtype=np.float32)[np.where(ok, y, (y + rng.integers(1, 5, k * n)) % 5)]
+    return Predictions([f's{i}' for i in range(k * n)], z, y, meta=pd.DataFrame(dict(g=[f'g{i}' for i in s])))
+
+def test_slice_gap_lo_bound_controls_false_failures():
+    """6 truly equal slices, max_gap=0: `bound: value` fails every time (the observed worst gap is > 0 by selection);
+    `bound: lo` fails only when some slice is flagged family-wise, at most 5% (+ the 99.9% binomial Monte-Carlo slack)."""
+    from scipy.stats import binom
+    sl = pytest.importorskip('cvkit.evaluate.slices')
+    T, fails_lo, fails_value = 150, 0, 0
+    for t in range(T):
+        sr = sl.slice_report(_equal_slices(6, t), 'g', gap_threshold=0.0, n_boot=300, seed=t)
+        r = gate({'slices': {'g': sr.to_dict()}}, [dict(rule='max_slice_gap', by='g', max_gap=0.0, bound=b) for b in ('value', 'lo')])
+        assert (not r.rows.passed[1]) == bool(sr.rows.flagged.any())      # the gate's lo bound and the report's flags agree
+        fails_value += not r.rows.passed[0]; fails_lo += not r.rows.passed[1]
+    assert fails_value == T
+    assert fails_lo <= binom.ppf(0.999, T, 0.05), fails_lo / T
 
 def test_slots_fail_unless_optional(report):
     rules = [dict(rule='min_robustness', min=0.9), dict(rule='max_latency', max=20)]

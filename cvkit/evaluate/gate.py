@@ -20,7 +20,7 @@ RULES = {  # rule -> (required keys, optional keys with defaults, allowed bounds
     'min_metric':     (('metric', 'min'),    dict(bound='lo'),                           ('lo', 'value')),
     'max_metric':     (('metric', 'max'),    dict(bound='hi'),                           ('hi', 'value')),
     'max_regression': (('metric', 'max_drop'), dict(bound='hi'),                         ('hi', 'value')),
-    'max_slice_gap':  (('by', 'max_gap'),    dict(relative=True, bound='value'),         ('value', 'hi')),
+    'max_slice_gap':  (('by', 'max_gap'),    dict(relative=True, bound='value'),         ('value', 'hi', 'lo')),
     'max_ece':        (('max',),             dict(metric='ece', bound='value'),          ('value', 'hi')),
     'min_robustness': ((),                   dict(min=0.9, metric='relative', bound='lo'), ('lo', 'value')),
     'max_latency':    (('max',),             dict(metric='p95_ms', bound='value'),       ('value', 'hi')),
@@ -178,15 +178,30 @@ def _slice_row(r, by, s):
     if not w or w.get('slice') is None or w.get('gap') is None:
         why = (_est(w.get('gap')) or {}).get('reason') if w else None
         return _missing(r, by, f'slice report {by!r} has no worst slice' + (f' ({why})' if why else ' (no slice has enough samples)'))
-    gap, target = _est(w['gap']), f"{by}: {w.get('slice')}"
+    gap, target, b = _est(w['gap']), f"{by}: {w.get('slice')}", r['bound']
     if r['relative']:
-        ov = _est(s.get('overall'))
-        if r['bound'] == 'value' and w.get('rel_gap') is not None: v = float(w['rel_gap'])
-        elif ov is not None and ov['value'] and not math.isnan(ov['value']): v = gap[r['bound']] / abs(ov['value'])
+        ov, rel = _est(s.get('overall')), _est(w.get('rel_gap_ci'))
+        if b == 'value' and w.get('rel_gap') is not None: v = float(w['rel_gap'])
+        elif rel is not None: v = rel[b]                  # the selection-aware interval of the worst relative gap
+        elif ov is not None and ov['value'] and not math.isnan(ov['value']): v = gap[b] / abs(ov['value'])
         else: v = float('nan')
-        label = 'relative gap (gap / overall)' if r['bound'] == 'value' else 'relative gap at the CI upper bound (gap hi / overall)'
-        return _bounded(r, target, dict(value=v, lo=v, hi=v, reason=gap.get('reason')), 'relative gap', floor=False, label=label)
-    return _bounded(r, target, gap, 'gap', floor=False)
+        label = {'value': 'relative gap (gap / overall)', 'hi': 'relative gap at the CI upper bound',
+                 'lo': 'relative gap at the CI lower bound'}[b]
+        est = dict(value=v, lo=v, hi=v, reason=gap.get('reason'))
+        out = _bounded(r, target, est, 'relative gap', floor=False, label=label)
+        band = rel if rel is not None and not math.isnan(rel['lo']) else None
+    else:
+        out, band = _bounded(r, target, gap, 'gap', floor=False), gap if not math.isnan(gap['lo']) else None
+    if band is not None: out['reason'] += _significance(band, float(r['max_gap']), w, s)
+    return out
+
+def _significance(band, thr, w, s)->str:
+    "How the worst slice's selection-aware interval sits against the threshold: significantly above, below, or undecided."
+    k, lvl = w.get('family'), (s.get('settings') or {}).get('level', 0.95)
+    ci = f"{lvl:.0%} interval of the worst {'' if k is None else f'of {k} '}slices [{_fmt(band['lo'])}, {_fmt(band['hi'])}], allowing for the choice of the worst"
+    if band['lo'] > thr: return f'; significantly above {_fmt(thr)} ({ci})'
+    if band['hi'] <= thr: return f'; significantly within {_fmt(thr)} ({ci})'
+    return f'; not significantly different from {_fmt(thr)} ({ci})'
 
 # %% ../../nbs/evaluate/08_gate.ipynb #dc2012a2
 def _delta_row(comp, metric)->dict|None:

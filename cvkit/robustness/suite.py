@@ -14,6 +14,7 @@ from ..core import progress_bar, to_jsonable
 from ..evaluate.predictions import Predictions, predict
 from ..evaluate.metrics import get_metric, metric_ci
 from ..evaluate.stats import Estimate
+from ..evaluate.slices import simultaneous_band
 from .corruptions import CORRUPTIONS, Corrupt, SUBSETS, SEVERITIES, corruption_names, get_corruption, _check_severity
 
 # %% auto #0
@@ -97,6 +98,22 @@ def _counts(n:int, n_boot:int, seed:int)->np.ndarray:
 def _est(value, reps, level, n)->Estimate:
     return Estimate.from_samples(value, reps, level, n) if reps is not None else Estimate(value, np.nan, np.nan, level, n, 0)
 
+# %% ../../nbs/robustness/01_suite.ipynb #d394222e
+def _worst_corruption(pdf:pd.DataFrame, cdf:pd.DataFrame, rrs:list|None, level:float)->dict:
+    "The corruption with the lowest relative robustness; its interval allows for it having been picked as the lowest (max-t band)."
+    pdf['relative_adj_lo'], pdf['relative_adj_hi'] = np.nan, np.nan
+    i = int(np.nanargmin(pdf.relative.to_numpy())) if pdf.relative.notna().any() else 0
+    w = pdf.iloc[i]
+    lo = hi = float('nan')
+    if rrs is not None:
+        b = simultaneous_band(pdf.relative.to_numpy(), np.stack(rrs, 1), level)
+        pdf['relative_adj_lo'], pdf['relative_adj_hi'] = b['lo'], b['hi']
+        lo, hi = float(np.min(b['lo'])), float(np.min(b['hi']))
+    return dict(corruption=w.corruption, relative=dict(value=float(w.relative), lo=lo, hi=hi),
+                relative_marginal=dict(value=float(w.relative), lo=float(w.relative_lo), hi=float(w.relative_hi)),
+                family=len(pdf), adjust='max-t', worst_severity=int(w.worst_severity),
+                value_at_worst_severity=float(cdf[(cdf.corruption == w.corruption) & (cdf.severity == w.worst_severity)].value.iloc[0]))
+
 # %% ../../nbs/robustness/01_suite.ipynb #7ebfe327
 def _align(p:Predictions, ids:np.ndarray, what:str)->Predictions:
     "`p` reordered to `ids`; an error names the missing ids."
@@ -121,11 +138,17 @@ class RobustnessReport:
     predictions: dict = field(default_factory=dict, repr=False)  # (corruption, severity) -> Predictions; 'clean' -> Predictions
     baseline: RobustnessReport|None = field(default=None, repr=False)
 
+    def _worst_estimate(self)->dict|None:
+        "The worst corruption's relative robustness as an Estimate dict, its interval valid under the choice of the worst."
+        w, st = (self.worst or {}).get('relative'), self.settings
+        if not w: return None
+        return Estimate(w['value'], w['lo'], w['hi'], st.get('level', .95), st.get('n', 0), st.get('n_boot', 0)).to_dict()
+
     def to_dict(self)->dict:
         "JSON-safe dict, the shape `EvalReport.data['robustness']` holds."
         e = lambda x: None if x is None else x.to_dict()
         return to_jsonable(dict(metric=self.metric, clean=e(self.clean), relative=e(self.relative), mCE=e(self.mce),
-                                relative_mCE=e(self.relative_mce), worst=self.worst, settings=self.settings,
+                                relative_mCE=e(self.relative_mce), worst=self.worst, worst_relative=self._worst_estimate(), settings=self.settings,
                                 per_corruption=self.per_corruption.to_dict('records'), cells=self.cells.to_dict('records')))
 
 # %% ../../nbs/robustness/01_suite.ipynb #caa95a49
@@ -166,11 +189,12 @@ def analyse_robustness(clean:Predictions,      # predictions on the clean images
         rel_r = None if counts is None else np.mean([ratio(reps[k], clean_r) for k in keys], 0)
     relative = _est(cdf.relative.mean(), rel_r, level, n)
     names = list(dict.fromkeys(cdf.corruption))
-    pc = []
+    pc, rrs = [], []
     for c in names:
         ks = [k for k in keys if k[0] == c]
         with np.errstate(divide='ignore', invalid='ignore'):
             rr = None if counts is None else np.mean([ratio(reps[k], clean_r) for k in ks], 0)
+        rrs.append(rr)
         re_ = _est(cdf[cdf.corruption == c].relative.mean(), rr, level, n)
         pc.append(dict(corruption=c, family=CORRUPTIONS[c].family if c in CORRUPTIONS else 'custom', value=cdf[cdf.corruption == c].value.mean(),
                        relative=re_.value, relative_lo=re_.lo, relative_hi=re_.hi,
@@ -180,10 +204,7 @@ def analyse_robustness(clean:Predictions,      # predictions on the clean images
     if baseline is not None:
         mce, rmce, ce, rce = _mce(baseline, cells, clean, keys, names, m, err, counts, clean_r, reps, level, n, kw)
         pdf['ce'], pdf['rel_ce'] = ce, rce
-    w = pdf.sort_values('relative').iloc[0]
-    worst = dict(corruption=w.corruption, relative=dict(value=float(w.relative), lo=float(w.relative_lo), hi=float(w.relative_hi)),
-                 worst_severity=int(w.worst_severity),
-                 value_at_worst_severity=float(cdf[(cdf.corruption == w.corruption) & (cdf.severity == w.worst_severity)].value.iloc[0]))
+    worst = _worst_corruption(pdf, cdf, rrs if counts is not None else None, level)
     st = dict(metric=m.name, higher_is_better=hib, n=n, n_boot=n_boot, level=level, seed=seed, corruptions=names,
               severities=sorted(set(cdf.severity)), baseline=None if baseline is None else baseline.settings.get('model_name', 'baseline'),
               **(settings or {}))
@@ -242,12 +263,14 @@ def _heatmap(self, ax=None, cmap='RdYlGn', annotate:bool=True):
     return ax
 
 def _fmt(e): return '–' if e is None else f'{e.value:.3f} [{e.lo:.3f}, {e.hi:.3f}]'
+def _fmtd(d): return f"{d['value']:.3f} [{d['lo']:.3f}, {d['hi']:.3f}]"
 
 def _html(self)->str:
     head = (f"<p><b>Robustness</b> of {html.escape(str(self.settings.get('model_name', 'model')))} ({self.metric}, n={self.settings.get('n')}): "
             f"clean {_fmt(self.clean)}; relative robustness <b>{_fmt(self.relative)}</b>"
             + (f"; mCE {_fmt(self.mce)}, relative mCE {_fmt(self.relative_mce)} vs {html.escape(str(self.settings.get('baseline')))}" if self.mce else '')
-            + f"; worst corruption <b>{html.escape(self.worst['corruption'])}</b> ({self.worst['relative']['value']:.3f})</p>")
+            + f"; worst corruption <b>{html.escape(self.worst['corruption'])}</b> ({_fmtd(self.worst['relative'])}, "
+            f"the interval allowing for it being the worst of {self.worst.get('family', len(self.per_corruption))})</p>")
     return head + self.per_corruption.to_html(index=False, float_format='%.3f')
 
 def _repr(self)->str:
