@@ -183,7 +183,9 @@ def test_reliability_diagram_draws(tmp_path):
     import matplotlib; matplotlib.use('Agg')
     p = simulate(500, scale=3.0)
     ax = reliability_diagram(p, title='x')
-    assert ax.get_title() == 'x' and len(ax.patches) >= 2 * (reliability_table(p.confidence, p.correct).n > 0).sum()
+    t = reliability_table(p.confidence, p.correct)
+    assert ax.get_title().startswith('x: ECE = ') and len(ax.patches) >= 2 * (t.n > 0).sum()
+    assert abs(float(ax.get_title().split('ECE = ')[1]) - (t.n * t.gap.abs()).sum() / t.n.sum()) < 1e-4   # the title's ECE is the table's
     ax2 = reliability_diagram(reliability_table(p.confidence, p.correct, 10, 'mass'))
     ax2.figure.savefig(tmp_path/'r.png'); assert (tmp_path/'r.png').stat().st_size > 1000
     with pytest.raises(TypeError, match='reliability_table'): reliability_diagram([1, 2])

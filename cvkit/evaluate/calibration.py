@@ -260,13 +260,17 @@ def reliability_diagram(preds_or_table,    # `Predictions` or a `reliability_tab
     lo, w = t.bin_lo.to_numpy(), (t.bin_hi - t.bin_lo).to_numpy()
     ax.bar(lo, t.accuracy, width=w, align='edge', color='tab:blue', edgecolor='white', label='accuracy')
     ax.bar(lo, t.confidence - t.accuracy, bottom=t.accuracy, width=w, align='edge', color='tab:red', alpha=0.3,
-           edgecolor='tab:red', hatch='//', label='gap to confidence')
-    ax.plot([0, 1], [0, 1], 'k--', lw=1, label='perfect calibration')
-    for x, wi, a, cf, n in zip(lo, w, t.accuracy, t.confidence, t.n):
-        ax.text(x + wi / 2, max(a, cf) + 0.01, str(int(n)), ha='center', va='bottom', fontsize=6, rotation=90)
+           edgecolor='tab:red', hatch='//', label='gap')
+    ax.plot([0, 1], [0, 1], 'k--', lw=1, label='ideal')
+    # Bin counts go in a row just above the frame and the legend below the x axis, so no text lies on the bars.
+    for x, wi, n in zip(lo, w, t.n):
+        ax.text(x + wi / 2, 1.01, str(int(n)), transform=ax.get_xaxis_transform(), ha='center', va='bottom',
+                fontsize=6, rotation=90 if len(t) > 8 else 0)
     e = float((t.n * t.gap.abs()).sum() / t.n.sum())
-    ax.set(xlim=(0, 1), ylim=(0, 1.12), ylabel='accuracy', title=title)
-    ax.legend(loc='upper left', fontsize=7, title=f'ECE = {e:.4f}', title_fontsize=8)
+    ax.set(xlim=(0, 1), ylim=(0, 1.0), ylabel='accuracy')
+    ax.set_title(f'{title}: ECE = {e:.4f}' if title else f'ECE = {e:.4f}', pad=20, fontsize=10)
+    (hax if hax is not None else ax).legend(*ax.get_legend_handles_labels(), loc='upper center', ncol=3, fontsize=7,
+                                            frameon=False, bbox_to_anchor=(0.5, -0.2 if hax is None else -0.6), handlelength=1.5, columnspacing=1)
     if hax is not None:
         if conf is not None: hax.hist(conf, bins=np.linspace(0, 1, 31), color='gray')
         else: hax.bar(lo, t.n, width=w, align='edge', color='gray')
