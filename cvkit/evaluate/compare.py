@@ -52,6 +52,10 @@ def _paired_delta(m, y, pa, pb, n_boot, level, seed)->tuple[Estimate, float]:
 # %% ../../nbs/evaluate/06_compare.ipynb #2c5278fd
 _VERDICT_COLOURS = {'better': '#1a7f37', 'worse': '#cf222e', 'no significant difference': '#57606a'}
 
+def _delta_ci(r)->str:
+    "A row's delta and its interval, printed as the signed `Estimate` it is."
+    return format(Estimate(r.delta, r.lo, r.hi), '+.4f')
+
 def _verdict(delta:float, p:float, higher_is_better:bool, alpha:float)->str:
     if not (p < alpha) or delta == 0: return 'no significant difference'
     return 'better' if (delta > 0) == higher_is_better else 'worse'
@@ -82,16 +86,15 @@ class Comparison:
 
     def __repr__(self):
         r = self.deltas.set_index('metric').loc[self.primary]
-        return (f'Comparison({self.verdict}: {self.primary} {r.baseline:.4f} -> {r.candidate:.4f}, delta {r.delta:+.4f} '
-                f'[{r.lo:+.4f}, {r.hi:+.4f}], p={r.p_value:.3g} ({r.test}), n={self.n})')
+        return (f'Comparison({self.verdict}: {self.primary} {r.baseline:.4f} -> {r.candidate:.4f}, delta {_delta_ci(r)}, p={r.p_value:.3g} ({r.test}), n={self.n})')
 
     def _repr_html_(self):
         col = _VERDICT_COLOURS[self.verdict]
         r = self.deltas.set_index('metric').loc[self.primary]
         mc = self.mcnemar
         head = (f'<p><span style="background:{col};color:white;padding:2px 8px;border-radius:4px;font-weight:bold">'
-                f'{html.escape(self.verdict)}</span> on <b>{html.escape(self.primary)}</b>: delta {r.delta:+.4f} '
-                f'[{r.lo:+.4f}, {r.hi:+.4f}], p = {r.p_value:.3g} ({r.test}, alpha = {self.alpha}); {self.n} paired samples; '
+                f'{html.escape(self.verdict)}</span> on <b>{html.escape(self.primary)}</b>: delta {_delta_ci(r)}, '
+                f'p = {r.p_value:.3g} ({r.test}, alpha = {self.alpha}); {self.n} paired samples; '
                 f'McNemar: candidate fixed {mc["n01"]}, broke {mc["n10"]}, p = {mc["p_value"]:.3g}.</p>')
         def good(d, hib): return (d > 0) == hib
         def style(row):

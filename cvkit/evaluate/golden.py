@@ -4,12 +4,12 @@
 
 # %% ../../nbs/evaluate/09_golden.ipynb #d65ec4e9
 from __future__ import annotations
-import datetime, hashlib, html, json
+import hashlib, html, json
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from ..core import atomic_write, lineage as _lineage, to_jsonable
+from ..lab.store import load_json, now_utc, save_json, sha256_file, to_jsonable
 from .predictions import Predictions
 
 # %% auto #0
@@ -19,11 +19,10 @@ __all__ = ['GoldenError', 'content_hash', 'freeze_golden', 'load_golden', 'Golde
 class GoldenError(ValueError):
     "A golden set that cannot be trusted (modified or missing manifest) or cannot be paired with new predictions."
 
-def _file_sha256(path)->str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for b in iter(lambda: f.read(1 << 20), b''): h.update(b)
-    return h.hexdigest()
+def _current_lineage()->dict:
+    "`cvkit.core.lineage()`, imported here only: it records torch's version and the device, so it loads torch."
+    from cvkit.core import lineage
+    return lineage()
 
 def content_hash(preds:Predictions)->str:
     "SHA-256 of the classes, ids, targets and float32 logits of `preds`, independent of the file encoding."
@@ -46,12 +45,11 @@ def freeze_golden(preds:Predictions,   # the reference predictions (targets incl
     "Write `preds` as a golden set: the parquet file plus a `.json` manifest with its hashes; returns the manifest path."
     path, mpath = Path(path), _manifest_path(path)
     preds.save(path)
-    man = dict(schema_version=1, kind='cvkit.golden', file=path.name, sha256=_file_sha256(path), content_sha256=content_hash(preds),
+    man = dict(schema_version=1, kind='cvkit.golden', file=path.name, sha256=sha256_file(path), content_sha256=content_hash(preds),
                n=len(preds), classes=list(preds.classes), task=preds.task, has_targets=preds.targets is not None,
-               created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-               lineage=to_jsonable(lineage if lineage is not None else _lineage()), note=note)
-    with atomic_write(mpath) as f: json.dump(man, f, indent=2)
-    return mpath
+               created=now_utc('seconds'),
+               lineage=to_jsonable(lineage if lineage is not None else _current_lineage()), note=note)
+    return save_json(man, mpath)
 
 # %% ../../nbs/evaluate/09_golden.ipynb #6c140b8e
 def load_golden(path,             # the golden parquet file (or its .json manifest)
@@ -59,13 +57,13 @@ def load_golden(path,             # the golden parquet file (or its .json manife
                )->Predictions:
     "Read a golden set, refusing it when it no longer matches the hashes in its manifest."
     path = Path(path)
-    if path.suffix == '.json': path = path.with_name(json.loads(path.read_text())['file'])
+    if path.suffix == '.json': path = path.with_name(load_json(path)['file'])
     mpath = _manifest_path(path)
     if verify not in ('file', 'content', 'none'): raise ValueError(f"verify must be 'file', 'content' or 'none', got {verify!r}.")
     if not path.exists(): raise FileNotFoundError(f'golden file {path} not found.')
     if not mpath.exists(): raise GoldenError(f'golden file {path} has no manifest {mpath.name}; it cannot be verified. Re-create it with freeze_golden(preds, {str(path)!r}).')
-    man = json.loads(mpath.read_text(encoding='utf-8'))
-    fsha = _file_sha256(path)
+    man = load_json(mpath)
+    fsha = sha256_file(path)
     try: p = Predictions.load(path)
     except ValueError as e:
         if verify == 'none' or fsha == man['sha256']: raise
