@@ -1,40 +1,47 @@
 """Benchmark: the cost of `import cvkit.evaluate.report` (target: <= 1.5 s, torch not imported), with `import torch` as the baseline.
 
-Each round starts fresh interpreters, one per module, interleaved; inside each, the import is timed with
-`time.perf_counter()` and the peak resident memory read from `resource.getrusage` afterwards. The table gives the
-median and the range over the rounds, and whether torch ended up in `sys.modules`. A module's first import also
-pays the OS file cache: one untimed warm-up round runs first.
+Each round starts one fresh interpreter per (source tree, module), interleaved; inside it the import is timed with
+`time.perf_counter()` and the peak resident memory is read from `resource.getrusage` afterwards. The table gives the
+median and the range over the rounds, and whether torch and matplotlib.pyplot ended up in `sys.modules`. One
+untimed warm-up round runs first (the OS file cache). `--tree LABEL=DIR` adds another source tree (e.g. an older
+commit unpacked with `git archive`), imported with PYTHONPATH=DIR, so a before/after comparison runs side by side.
 
-    python benchmarks/import_time.py [--rounds 7] [--modules cvkit.evaluate.report torch ...]
+    python benchmarks/import_time.py [--rounds 7] [--modules cvkit.evaluate.report torch] [--tree before=/tmp/old ...]
 """
 import argparse, json, os, platform, statistics, subprocess, sys
+from pathlib import Path
 
 CHILD = ("import sys, time, resource; t = time.perf_counter(); import {mod}; dt = time.perf_counter() - t; "
          "import json; print(json.dumps(dict(s=dt, rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "
-         "torch='torch' in sys.modules, matplotlib_pyplot='matplotlib.pyplot' in sys.modules)))")
+         "torch='torch' in sys.modules, pyplot='matplotlib.pyplot' in sys.modules, file=getattr(sys.modules['{mod}'], '__file__', ''))))")
 
-def once(mod):
-    "Import `mod` in a fresh interpreter; its import time (s), peak RSS (MiB) and whether torch / pyplot were loaded."
-    out = subprocess.run([sys.executable, '-c', CHILD.format(mod=mod)], capture_output=True, text=True, check=True, env=os.environ)
+def once(mod, tree):
+    "Import `mod` from source tree `tree` in a fresh interpreter: seconds, peak RSS (MiB), torch/pyplot loaded, file."
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    out = subprocess.run([sys.executable, '-c', CHILD.format(mod=mod)], capture_output=True, text=True, env=env, cwd='/')
+    if out.returncode: raise RuntimeError(f'importing {mod} from {tree} failed:\n{out.stderr[-2000:]}')
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--rounds', type=int, default=7)
     ap.add_argument('--modules', nargs='+', default=['cvkit.evaluate.report', 'cvkit.evaluate.compare', 'cvkit.evaluate.golden', 'torch'])
+    ap.add_argument('--tree', action='append', default=[], help='LABEL=DIR: another cvkit source tree to time')
     a = ap.parse_args()
-    for m in a.modules: once(m)                                       # warm-up: OS file cache
-    res = {m: [] for m in a.modules}
+    trees = {'this tree': Path(__file__).resolve().parent.parent, **{t.split('=', 1)[0]: Path(t.split('=', 1)[1]).resolve() for t in a.tree}}
+    jobs = [(label, tree, m) for label, tree in trees.items() for m in a.modules if not (m == 'torch' and label != 'this tree')]
+    for _, tree, m in jobs: once(m, tree)                                    # warm-up: OS file cache
+    res = {j[::2]: [] for j in jobs}
     for _ in range(a.rounds):
-        for m in a.modules: res[m].append(once(m))
+        for label, tree, m in jobs: res[label, m].append(once(m, tree))
     load = os.getloadavg()
     print(f'machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}; '
-          f'load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (1/5/15 min) after the run')
-    print(f'{a.rounds} rounds of fresh interpreters, modules interleaved; median [min, max]')
-    print('| import | seconds | peak RSS MiB | torch loaded | pyplot loaded |'); print('|---|---|---|---|---|')
-    for m, rs in res.items():
+          f'load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (1/5/15 min) at the end of the run')
+    print(f'{a.rounds} rounds of fresh interpreters, all imports interleaved; median [min, max]\n')
+    print('| tree | import | seconds | peak RSS MiB | torch loaded | pyplot loaded |'); print('|---|---|---|---|---|---|')
+    for (label, m), rs in res.items():
         s, r = [x['s'] for x in rs], [x['rss_mib'] for x in rs]
-        print(f'| `{m}` | {statistics.median(s):.2f} [{min(s):.2f}, {max(s):.2f}] | {statistics.median(r):.0f} [{min(r):.0f}, {max(r):.0f}] '
-              f'| {any(x["torch"] for x in rs)} | {any(x["matplotlib_pyplot"] for x in rs)} |')
+        print(f'| {label if m != "torch" else "baseline"} | `{m}` | {statistics.median(s):.2f} [{min(s):.2f}, {max(s):.2f}] | '
+              f'{statistics.median(r):.0f} [{min(r):.0f}, {max(r):.0f}] | {any(x["torch"] for x in rs)} | {any(x["pyplot"] for x in rs)} |')
 
 if __name__ == '__main__': main()
