@@ -3,7 +3,7 @@ import json, subprocess, sys, textwrap
 import numpy as np
 import pytest
 
-EVALUATE = ['predictions', 'stats', 'metrics', 'calibration', 'selective', 'slices', 'compare', 'report', 'gate', 'golden', 'plots']
+EVALUATE = ['predictions', 'tasks', 'stats', 'metrics', 'calibration', 'selective', 'slices', 'compare', 'report', 'gate', 'golden', 'plots']
 
 def run_py(code:str)->dict:
     "Run `code` in a fresh interpreter; it prints one JSON line, which is returned."

@@ -11,9 +11,11 @@ import numpy as np
 import pandas as pd
 from ..lab.store import load_json, now_utc, save_json, sha256_file, to_jsonable
 from .predictions import Predictions
+from .tasks import get_task
 
 # %% auto #0
-__all__ = ['GoldenError', 'content_hash', 'freeze_golden', 'load_golden', 'GoldenCheck', 'check_golden']
+__all__ = ['GoldenError', 'content_hash', 'classification_content_hash', 'freeze_golden', 'load_golden', 'GoldenCheck',
+           'check_golden_classification', 'check_golden']
 
 # %% ../../nbs/evaluate/09_golden.ipynb #405e737e
 class GoldenError(ValueError):
@@ -24,8 +26,12 @@ def _current_lineage()->dict:
     from cvkit.core import lineage
     return lineage()
 
-def content_hash(preds:Predictions)->str:
-    "SHA-256 of the classes, ids, targets and float32 logits of `preds`, independent of the file encoding."
+def content_hash(preds)->str:
+    "SHA-256 of what `preds` predicts, independent of the file encoding (the task's `content_hash`)."
+    return get_task(preds).op('content_hash')(preds)
+
+def classification_content_hash(preds:Predictions)->str:
+    "SHA-256 of the classes, ids, targets and float32 logits of classification `preds`."
     h = hashlib.sha256(b'cvkit-golden-v1\0')
     h.update(json.dumps(dict(classes=list(preds.classes), ids=[str(i) for i in preds.ids], shape=list(preds.logits.shape))).encode())
     h.update(np.ascontiguousarray(preds.logits, dtype='<f4').tobytes())
@@ -64,7 +70,7 @@ def load_golden(path,             # the golden parquet file (or its .json manife
     if not mpath.exists(): raise GoldenError(f'golden file {path} has no manifest {mpath.name}; it cannot be verified. Re-create it with freeze_golden(preds, {str(path)!r}).')
     man = load_json(mpath)
     fsha = sha256_file(path)
-    try: p = Predictions.load(path)
+    try: p = get_task(man.get('task', 'classification')).predictions_type.load(path)
     except ValueError as e:
         if verify == 'none' or fsha == man['sha256']: raise
         raise GoldenError(f"golden file {path} was modified: its bytes hash to {fsha[:12]}…, not {man['sha256'][:12]}… as recorded in "
@@ -132,13 +138,12 @@ class GoldenCheck:
         return head + (f'<ul>{why}</ul>' if why else '') + tab + more
 
 # %% ../../nbs/evaluate/09_golden.ipynb #44f1717b
-def check_golden(preds:Predictions,         # the new predictions
-                 golden,                    # the golden `Predictions`, or the path of a frozen golden set
+def check_golden_classification(preds:Predictions, # the new predictions
+                 golden:Predictions,        # the golden predictions
                  max_flips:int=0,           # predicted labels allowed to change
                  max_prob_delta:float=0.05, # largest allowed |Δp| of any class probability, for any sample
                 )->GoldenCheck:
     "Compare `preds` with a golden set sample by sample (paired by id): flipped labels and moved probabilities."
-    if not isinstance(golden, Predictions): golden = load_golden(golden)
     idx = _pair(preds, golden)
     new_p, old_p = preds.probs[idx], golden.probs
     old_y, new_y = old_p.argmax(1), new_p.argmax(1)
@@ -161,3 +166,13 @@ def check_golden(preds:Predictions,         # the new predictions
                        f'largest |Δp|={mx:.4g} at id {golden.ids[w]}')
     acc = {} if tgt is None else dict(golden=float((old_y == tgt).mean()), new=float((new_y == tgt).mean()))
     return GoldenCheck(not reasons, reasons, ch, len(golden), nf, mx, acc, dict(max_flips=max_flips, max_prob_delta=max_prob_delta))
+
+def check_golden(preds,      # the new predictions (any registered task)
+                 golden,     # the golden predictions of the same task, or the path of a frozen golden set
+                 **kwargs    # tolerances of the task's check (classification: see `check_golden_classification`)
+                )->GoldenCheck:
+    "Compare `preds` with a golden set sample by sample (paired by id), by their task's check."
+    if isinstance(golden, (str, Path)): golden = load_golden(golden)
+    ta, tb = get_task(preds), get_task(golden)
+    if ta is not tb: raise GoldenError(f'the new predictions ({ta.name}) and the golden set ({tb.name}) are of different tasks.')
+    return ta.op('check_golden')(preds, golden, **kwargs)

@@ -12,13 +12,15 @@ from fastcore.basics import patch
 from ..lab.store import load_json, save_json, to_jsonable
 from .predictions import Predictions
 from .stats import Estimate
+from .tasks import get_task
 from .metrics import check_inputs, classification_metrics, confusion_matrix, per_class_prf
 from .calibration import calibration_metrics, ece_by_slice, reliability_table, temperature_scaling
 from .selective import risk_coverage, selective_metrics
 from .slices import slice_report, SliceReport
 
 # %% auto #0
-__all__ = ['default_slices', 'predictions_hash', 'evaluate', 'EvalReport', 'report_sections']
+__all__ = ['default_slices', 'predictions_hash', 'classification_hash', 'evaluate_classification', 'evaluate', 'EvalReport',
+           'report_sections', 'classification_sections', 'lineage_section']
 
 # %% ../../nbs/evaluate/07_report.ipynb #a2de5c86
 def default_slices(preds:Predictions, max_levels:int=20)->list[str]:
@@ -31,8 +33,12 @@ def default_slices(preds:Predictions, max_levels:int=20)->list[str]:
         if kind_ok and 2 <= k <= max_levels and k < len(s): out.append(c)    # k == len(s): the column identifies samples
     return out
 
-def predictions_hash(preds:Predictions)->str:
-    "SHA-256 over ids, targets and logits: identifies the exact outputs a report was computed from."
+def predictions_hash(preds)->str:
+    "SHA-256 identifying the exact outputs a report was computed from (the task's `predictions_hash`)."
+    return get_task(preds).op('predictions_hash')(preds)
+
+def classification_hash(preds:Predictions)->str:
+    "SHA-256 over ids, targets and logits of classification `preds`."
     h = hashlib.sha256()
     h.update('\x00'.join(preds.ids).encode())
     if preds.targets is not None: h.update(np.ascontiguousarray(preds.targets, np.int64).tobytes())
@@ -79,7 +85,7 @@ def _current_lineage()->dict:
     return lineage()
 
 # %% ../../nbs/evaluate/07_report.ipynb #b3e1f2a7
-def evaluate(preds:Predictions,              # predictions with targets (see `predict`)
+def evaluate_classification(preds:Predictions, # predictions with targets (see `predict`)
              slices:list|None=None,          # metadata columns (or pairs of columns, crossed) to slice by; None: `default_slices`
              calibration:Predictions|None=None, # a held-out calibration split: fits temperature scaling, reports before/after
              n_boot:int=1000,                # bootstrap resamples for every interval
@@ -90,16 +96,15 @@ def evaluate(preds:Predictions,              # predictions with targets (see `pr
              slice_metric:str='accuracy',    # metric computed per slice
              min_slice_n:int=30,             # slices smaller than this are reported as too small to judge
              gap_threshold:float=0.10,       # flag slices whose relative gap to the overall figure exceeds this
-             bins:int=3,                     # quantile bins for numeric slice columns
-             lineage:dict|None=None          # lineage to record; default: the one stored with `preds`, else the current one
-            )->EvalReport:
-    "Evaluate classification `preds`: metrics with bootstrap CIs, per-class, calibration, selective prediction and slices."
+             bins:int=3                      # quantile bins for numeric slice columns
+            )->dict:
+    "The body of a classification report: metrics with bootstrap CIs, per-class, calibration, selective prediction, slices."
     if preds.targets is None: raise ValueError('evaluate needs targets; these predictions are unlabelled (targets=None).')
     check_inputs(preds.targets, preds.logits, num_classes=preds.num_classes, kind='logits')
     kw = dict(n_boot=n_boot, level=level, seed=seed)
     slice_cols = default_slices(preds) if slices is None else list(slices)
     k = min(top_k, preds.num_classes)
-    data = dict(schema_version=_SCHEMA_VERSION, task=preds.task, n=len(preds), classes=list(preds.classes),
+    return dict(classes=list(preds.classes),
                 settings=dict(n_boot=n_boot, level=level, seed=seed, top_k=k, n_bins=n_bins, slice_metric=slice_metric,
                               min_slice_n=min_slice_n, gap_threshold=gap_threshold, bins=bins),
                 metrics=_ests(classification_metrics(preds, top_k=k, **kw)),
@@ -108,9 +113,20 @@ def evaluate(preds:Predictions,              # predictions with targets (see `pr
                 calibration=_calibration_section(preds, calibration, slice_cols, n_bins, min_slice_n, bins, kw),
                 selective=_selective_section(preds, kw),
                 slices=_slices_section(preds, slice_cols, slice_metric, bins, min_slice_n, gap_threshold, kw),
-                robustness=None, deployment=None,
+                robustness=None, deployment=None)
+
+# %% ../../nbs/evaluate/07_report.ipynb #b3e1f2b1
+def evaluate(preds,                  # predictions of any registered task (classification: `Predictions` with targets)
+             lineage:dict|None=None, # lineage to record; default: the one stored with `preds`, else the current one
+             **kwargs                # settings of the task's evaluator (classification: see `evaluate_classification`)
+            )->EvalReport:
+    "Evaluate `preds` with its task's evaluator: metrics with bootstrap CIs and the task's analyses, as an `EvalReport`."
+    task = get_task(preds)
+    body = task.op('evaluate')(preds, **kwargs)
+    info = {k: v for k, v in preds.info.items() if k != 'lineage'}
+    data = dict(schema_version=_SCHEMA_VERSION, task=task.name, n=len(preds), **body,
                 lineage=lineage or preds.info.get('lineage') or _current_lineage(),
-                predictions=dict(sha256=predictions_hash(preds), n=len(preds), info=to_jsonable({k: v for k, v in preds.info.items() if k != 'lineage'})))
+                predictions=dict(sha256=predictions_hash(preds), n=len(preds), info=to_jsonable(info)))
     return EvalReport(data, predictions=preds)
 
 # %% ../../nbs/evaluate/07_report.ipynb #7be0c3e3
@@ -149,7 +165,10 @@ class EvalReport:
             raise ValueError(f'The predictions given do not match the ones {path} was computed from (SHA-256 differs).')
         return cls(data, predictions)
     def __repr__(self):
-        return f"EvalReport(n={self.data['n']}, accuracy={_est(self.data['metrics'].get('accuracy'))}, slices={list(self.data['slices'])})"
+        m = self.data.get('metrics') or {}
+        head = next(iter(m), None)
+        return (f"EvalReport(n={self.data['n']}{f', {head}={_est(m[head])}' if head else ''}, "
+                f"slices={list(self.data.get('slices') or {})})")
 
 # %% ../../nbs/evaluate/07_report.ipynb #d080335b
 _HEADLINE = ('accuracy', 'balanced_accuracy', 'macro_f1', 'weighted_f1')
@@ -171,6 +190,10 @@ def _section(level:int, title:str|None=None, text:str|None=None, head:list|None=
 # %% ../../nbs/evaluate/07_report.ipynb #b3e1f2a9
 def report_sections(d:dict)->list[dict]:
     "The report `d` (an `EvalReport`'s data) as a list of sections: level, title, text, table header and rows."
+    return get_task(d.get('task', 'classification')).op('sections')(d)
+
+def classification_sections(d:dict)->list[dict]:
+    "The sections of a classification report: headline metrics, calibration, selective prediction, slices, lineage."
     st = d['settings']
     out = [_section(1, f"Evaluation report ({d['task']}, n={d['n']}, {len(d['classes'])} classes)",
                     f"Intervals: {st['level']:.0%} percentile bootstrap, {st['n_boot']} resamples, seed {st['seed']}. "
@@ -190,11 +213,14 @@ def report_sections(d:dict)->list[dict]:
                 if w.get('slice') is not None else None)
         out.append(_section(2, f"Slices by `{by}` ({s.get('metric', st['slice_metric'])})", text,
                             ['slice', 'n', 'value [CI]', 'gap vs overall', 'status'], _slice_rows(s)))
+    return out + [lineage_section(d)]
+
+def lineage_section(d:dict)->dict:
+    "The lineage line every task's report ends with."
     lin = d.get('lineage') or {}
     git, v = lin.get('git') or {}, lin.get('versions') or {}
-    out.append(_section(2, 'Lineage', f"git {git.get('sha', '–')}{' (dirty)' if git.get('dirty') else ''}; seed {lin.get('seed')}; "
-                                      f"torch {v.get('torch')}; cvkit {v.get('cvkit')}; data {str(lin.get('dataset'))[:16]}"))
-    return out
+    return _section(2, 'Lineage', f"git {git.get('sha', '–')}{' (dirty)' if git.get('dirty') else ''}; seed {lin.get('seed')}; "
+                                  f"torch {v.get('torch')}; cvkit {v.get('cvkit')}; data {str(lin.get('dataset'))[:16]}")
 
 # %% ../../nbs/evaluate/07_report.ipynb #b3e1f2ab
 def _md_table(head, rows)->list[str]:
