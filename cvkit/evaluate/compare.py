@@ -87,7 +87,8 @@ class Comparison:
 
     def __repr__(self):
         r = self.deltas.set_index('metric').loc[self.primary]
-        return (f'Comparison({self.verdict}: {self.primary} {r.baseline:.4f} -> {r.candidate:.4f}, delta {_delta_ci(r)}, p={r.p_value:.3g} ({r.test}), n={self.n})')
+        return (f'Comparison({self.verdict}: {self.primary} {r.baseline:.4f} -> {r.candidate:.4f}, delta {_delta_ci(r)}, '
+                f'p={r.p_value:.3g} ({r.test}), n={self.n})')
 
     def _repr_html_(self):
         col = _VERDICT_COLOURS[self.verdict]
