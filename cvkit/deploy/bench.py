@@ -14,6 +14,7 @@ import torch
 from torch import nn
 import onnxruntime as ort
 from ..core import atomic_write, load_json, save_json, to_jsonable
+from ..evaluate.stats import Estimate
 from .export import OnnxModule, deployment_section, attach_deployment
 
 # %% auto #0
@@ -195,6 +196,10 @@ def benchmark(runtimes,                     # list of `Runtime`s, or {name: Runt
 # %% ../../nbs/deploy/03_bench.ipynb #706a553e
 _SCHEMA_VERSION = 1
 
+def _est(d:dict|None, spec:str)->str:
+    "An interval stored as a dict (value, lo, hi, and perhaps a p-value), printed as the `Estimate` it is; '–' when absent."
+    return '–' if not d else format(Estimate.from_dict({k: d.get(k) for k in ('value', 'lo', 'hi')}), spec)
+
 def _f(v, d=3):
     if v is None or (isinstance(v, float) and math.isnan(v)): return '–'
     return f'{v:.{d}f}' if isinstance(v, float) else str(v)
@@ -259,9 +264,8 @@ class DeploymentReport:
         if self.parity:
             out += '\n\n| runtime | max abs logit diff | top-1 agreement | accuracy delta [95% CI] |\n|---|---|---|---|\n'
             for k, p in self.parity.items():
-                a, dl = p.get('parity_top1_agreement') or {}, p.get('parity_accuracy_delta') or {}
-                out += (f"| {k} | {_f(p.get('parity_max_abs_diff'), 6)} | {_f(a.get('value'), 4)} [{_f(a.get('lo'), 4)}, {_f(a.get('hi'), 4)}] | "
-                        f"{_f(dl.get('value'), 4)} [{_f(dl.get('lo'), 4)}, {_f(dl.get('hi'), 4)}] |\n")
+                a, dl = _est(p.get('parity_top1_agreement'), '.4f'), _est(p.get('parity_accuracy_delta'), '+.4f')
+                out += f"| {k} | {_f(p.get('parity_max_abs_diff'), 6)} | {a} | {dl} |\n"
         return out
 
     def plot(self, axes=None):

@@ -15,7 +15,7 @@ import onnx
 import onnxruntime as ort
 from ..evaluate.predictions import Predictions, predict
 from ..evaluate.compare import compare, Comparison
-from ..evaluate.stats import bootstrap_mean
+from ..evaluate.stats import Estimate, bootstrap_mean
 
 # %% auto #0
 __all__ = ['EXPORTERS', 'ExportError', 'OnnxCheckError', 'declared_input_size', 'check_input_size', 'ExportResult', 'check_onnx',
@@ -296,15 +296,14 @@ class Parity:
         return gate({'deployment': self.to_dict()}, parity_policy(max_diff, min_agreement))
 
     def __repr__(self):
-        a = self.top1_agreement
         return (f"Parity(n={self.n}, max|Δ|={self.max_abs_diff:.3g}, mean|Δ|={self.mean_abs_diff:.3g}, "
-                f"top-1 agreement={a['value']:.4f} [{a['lo']:.4f}, {a['hi']:.4f}], verdict={self.comparison.verdict!r})")
+                f"top-1 agreement={Estimate.from_dict(self.top1_agreement):.4f}, verdict={self.comparison.verdict!r})")
 
     def _repr_html_(self):
         rows = self.comparison.deltas[['metric', 'baseline', 'candidate', 'delta', 'lo', 'hi', 'p_value']]
         return (f"<p><b>Parity</b> of <code>{Path(self.path).name}</code> on {self.n} samples: max |Δlogit| "
-                f"<b>{self.max_abs_diff:.3g}</b>, mean {self.mean_abs_diff:.3g}; top-1 agreement <b>{self.top1_agreement['value']:.4f}</b> "
-                f"[{self.top1_agreement['lo']:.4f}, {self.top1_agreement['hi']:.4f}]; verdict <b>{self.comparison.verdict}</b></p>"
+                f"<b>{self.max_abs_diff:.3g}</b>, mean {self.mean_abs_diff:.3g}; top-1 agreement <b>{Estimate.from_dict(self.top1_agreement):.4f}</b>; "
+                f"verdict <b>{self.comparison.verdict}</b></p>"
                 + rows.to_html(index=False, float_format='%.4g'))
 
 def parity_policy(max_diff:float=1e-4, min_agreement:float=0.999)->dict:

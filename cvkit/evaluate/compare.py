@@ -12,9 +12,10 @@ from .predictions import Predictions
 from .stats import Estimate, paired_bootstrap, mcnemar_exact, holm
 from .metrics import get_metric, confusion_matrix
 from .slices import slice_labels, _records
+from .tasks import get_task
 
 # %% auto #0
-__all__ = ['Comparison', 'compare']
+__all__ = ['Comparison', 'compare_classification', 'compare']
 
 # %% ../../nbs/evaluate/06_compare.ipynb #f2f3efd0
 def _pair(baseline:Predictions, candidate:Predictions)->Predictions:
@@ -52,6 +53,10 @@ def _paired_delta(m, y, pa, pb, n_boot, level, seed)->tuple[Estimate, float]:
 # %% ../../nbs/evaluate/06_compare.ipynb #2c5278fd
 _VERDICT_COLOURS = {'better': '#1a7f37', 'worse': '#cf222e', 'no significant difference': '#57606a'}
 
+def _delta_ci(r)->str:
+    "A row's delta and its interval, printed as the signed `Estimate` it is."
+    return format(Estimate(r.delta, r.lo, r.hi), '+.4f')
+
 def _verdict(delta:float, p:float, higher_is_better:bool, alpha:float)->str:
     if not (p < alpha) or delta == 0: return 'no significant difference'
     return 'better' if (delta > 0) == higher_is_better else 'worse'
@@ -82,16 +87,16 @@ class Comparison:
 
     def __repr__(self):
         r = self.deltas.set_index('metric').loc[self.primary]
-        return (f'Comparison({self.verdict}: {self.primary} {r.baseline:.4f} -> {r.candidate:.4f}, delta {r.delta:+.4f} '
-                f'[{r.lo:+.4f}, {r.hi:+.4f}], p={r.p_value:.3g} ({r.test}), n={self.n})')
+        return (f'Comparison({self.verdict}: {self.primary} {r.baseline:.4f} -> {r.candidate:.4f}, delta {_delta_ci(r)}, '
+                f'p={r.p_value:.3g} ({r.test}), n={self.n})')
 
     def _repr_html_(self):
         col = _VERDICT_COLOURS[self.verdict]
         r = self.deltas.set_index('metric').loc[self.primary]
         mc = self.mcnemar
         head = (f'<p><span style="background:{col};color:white;padding:2px 8px;border-radius:4px;font-weight:bold">'
-                f'{html.escape(self.verdict)}</span> on <b>{html.escape(self.primary)}</b>: delta {r.delta:+.4f} '
-                f'[{r.lo:+.4f}, {r.hi:+.4f}], p = {r.p_value:.3g} ({r.test}, alpha = {self.alpha}); {self.n} paired samples; '
+                f'{html.escape(self.verdict)}</span> on <b>{html.escape(self.primary)}</b>: delta {_delta_ci(r)}, '
+                f'p = {r.p_value:.3g} ({r.test}, alpha = {self.alpha}); {self.n} paired samples; '
                 f'McNemar: candidate fixed {mc["n01"]}, broke {mc["n10"]}, p = {mc["p_value"]:.3g}.</p>')
         def good(d, hib): return (d > 0) == hib
         def style(row):
@@ -134,9 +139,9 @@ def _slice_deltas(m, y, pa, pb, lab:pd.Series, alpha, n_boot, level, seed)->pd.D
     df['significant'] = df.p_holm < alpha
     return df
 
-def compare(baseline:Predictions,                  # the reference model's predictions
+def compare_classification(baseline:Predictions,   # the reference model's predictions
             candidate:Predictions,                 # the new model's predictions on the same samples (any order)
-            metrics=('accuracy', 'macro_f1', 'nll'),  # keys of `METRICS` (or `Metric`s); the first is primary and decides the verdict
+            metrics=None,                          # keys of `METRICS` (or `Metric`s), the first primary; None: the task's (accuracy, macro_f1, nll)
             slices=(),                             # metadata columns (or tuples of two to cross) for per-slice deltas
             alpha:float=0.05,                      # significance level of the verdict and the slice tests
             n_boot:int=1000,                       # bootstrap resamples
@@ -144,6 +149,7 @@ def compare(baseline:Predictions,                  # the reference model's predi
             seed:int=0                             # resampling seed
            )->Comparison:
     "Paired comparison of `candidate` against `baseline`: deltas with intervals and p-values, McNemar, slices, verdict."
+    if metrics is None: metrics = get_task(baseline).metrics
     if isinstance(metrics, str): metrics = (metrics,)
     if not metrics: raise ValueError('`metrics` is empty; name at least one metric (the first decides the verdict).')
     ms = [get_metric(k) for k in metrics]; metrics = [m.name for m in ms]
@@ -162,3 +168,13 @@ def compare(baseline:Predictions,                  # the reference model's predi
     settings = dict(metrics=list(metrics), slices=[s if isinstance(s, str) else list(s) for s in slices], n_boot=n_boot,
                     level=level, seed=seed)
     return Comparison(deltas, mc, sl, verdict, metrics[0], alpha, len(y), settings)
+
+def compare(baseline,   # the reference model's predictions (any registered task)
+            candidate,  # the new model's predictions of the same task, on the same samples (any order)
+            **kwargs    # settings of the task's comparer (classification: see `compare_classification`)
+           )->Comparison:
+    "Paired comparison of `candidate` against `baseline` by their task's comparer: deltas with intervals, tests, verdict."
+    ta, tb = get_task(baseline), get_task(candidate)
+    if ta is not tb: raise TypeError(f'baseline and candidate are predictions of different tasks ({ta.name} and {tb.name}); '
+                                     'compare two models on the same task.')
+    return ta.op('compare')(baseline, candidate, **kwargs)

@@ -4,29 +4,34 @@
 
 # %% ../../nbs/evaluate/09_golden.ipynb #d65ec4e9
 from __future__ import annotations
-import datetime, hashlib, html, json
+import hashlib, html, json
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from ..core import atomic_write, lineage as _lineage, to_jsonable
+from ..lab.store import load_json, now_utc, save_json, sha256_file, to_jsonable
 from .predictions import Predictions
+from .tasks import get_task
 
 # %% auto #0
-__all__ = ['GoldenError', 'content_hash', 'freeze_golden', 'load_golden', 'GoldenCheck', 'check_golden']
+__all__ = ['GoldenError', 'content_hash', 'classification_content_hash', 'freeze_golden', 'load_golden', 'GoldenCheck',
+           'check_golden_classification', 'check_golden']
 
 # %% ../../nbs/evaluate/09_golden.ipynb #405e737e
 class GoldenError(ValueError):
     "A golden set that cannot be trusted (modified or missing manifest) or cannot be paired with new predictions."
 
-def _file_sha256(path)->str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for b in iter(lambda: f.read(1 << 20), b''): h.update(b)
-    return h.hexdigest()
+def _current_lineage()->dict:
+    "`cvkit.core.lineage()`, imported here only: it records torch's version and the device, so it loads torch."
+    from cvkit.core import lineage
+    return lineage()
 
-def content_hash(preds:Predictions)->str:
-    "SHA-256 of the classes, ids, targets and float32 logits of `preds`, independent of the file encoding."
+def content_hash(preds)->str:
+    "SHA-256 of what `preds` predicts, independent of the file encoding (the task's `content_hash`)."
+    return get_task(preds).op('content_hash')(preds)
+
+def classification_content_hash(preds:Predictions)->str:
+    "SHA-256 of the classes, ids, targets and float32 logits of classification `preds`."
     h = hashlib.sha256(b'cvkit-golden-v1\0')
     h.update(json.dumps(dict(classes=list(preds.classes), ids=[str(i) for i in preds.ids], shape=list(preds.logits.shape))).encode())
     h.update(np.ascontiguousarray(preds.logits, dtype='<f4').tobytes())
@@ -46,12 +51,11 @@ def freeze_golden(preds:Predictions,   # the reference predictions (targets incl
     "Write `preds` as a golden set: the parquet file plus a `.json` manifest with its hashes; returns the manifest path."
     path, mpath = Path(path), _manifest_path(path)
     preds.save(path)
-    man = dict(schema_version=1, kind='cvkit.golden', file=path.name, sha256=_file_sha256(path), content_sha256=content_hash(preds),
+    man = dict(schema_version=1, kind='cvkit.golden', file=path.name, sha256=sha256_file(path), content_sha256=content_hash(preds),
                n=len(preds), classes=list(preds.classes), task=preds.task, has_targets=preds.targets is not None,
-               created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-               lineage=to_jsonable(lineage if lineage is not None else _lineage()), note=note)
-    with atomic_write(mpath) as f: json.dump(man, f, indent=2)
-    return mpath
+               created=now_utc('seconds'),
+               lineage=to_jsonable(lineage if lineage is not None else _current_lineage()), note=note)
+    return save_json(man, mpath)
 
 # %% ../../nbs/evaluate/09_golden.ipynb #6c140b8e
 def load_golden(path,             # the golden parquet file (or its .json manifest)
@@ -59,14 +63,14 @@ def load_golden(path,             # the golden parquet file (or its .json manife
                )->Predictions:
     "Read a golden set, refusing it when it no longer matches the hashes in its manifest."
     path = Path(path)
-    if path.suffix == '.json': path = path.with_name(json.loads(path.read_text())['file'])
+    if path.suffix == '.json': path = path.with_name(load_json(path)['file'])
     mpath = _manifest_path(path)
     if verify not in ('file', 'content', 'none'): raise ValueError(f"verify must be 'file', 'content' or 'none', got {verify!r}.")
     if not path.exists(): raise FileNotFoundError(f'golden file {path} not found.')
     if not mpath.exists(): raise GoldenError(f'golden file {path} has no manifest {mpath.name}; it cannot be verified. Re-create it with freeze_golden(preds, {str(path)!r}).')
-    man = json.loads(mpath.read_text(encoding='utf-8'))
-    fsha = _file_sha256(path)
-    try: p = Predictions.load(path)
+    man = load_json(mpath)
+    fsha = sha256_file(path)
+    try: p = get_task(man.get('task', 'classification')).predictions_type.load(path)
     except ValueError as e:
         if verify == 'none' or fsha == man['sha256']: raise
         raise GoldenError(f"golden file {path} was modified: its bytes hash to {fsha[:12]}…, not {man['sha256'][:12]}… as recorded in "
@@ -134,13 +138,12 @@ class GoldenCheck:
         return head + (f'<ul>{why}</ul>' if why else '') + tab + more
 
 # %% ../../nbs/evaluate/09_golden.ipynb #44f1717b
-def check_golden(preds:Predictions,         # the new predictions
-                 golden,                    # the golden `Predictions`, or the path of a frozen golden set
+def check_golden_classification(preds:Predictions, # the new predictions
+                 golden:Predictions,        # the golden predictions
                  max_flips:int=0,           # predicted labels allowed to change
                  max_prob_delta:float=0.05, # largest allowed |Δp| of any class probability, for any sample
                 )->GoldenCheck:
     "Compare `preds` with a golden set sample by sample (paired by id): flipped labels and moved probabilities."
-    if not isinstance(golden, Predictions): golden = load_golden(golden)
     idx = _pair(preds, golden)
     new_p, old_p = preds.probs[idx], golden.probs
     old_y, new_y = old_p.argmax(1), new_p.argmax(1)
@@ -163,3 +166,13 @@ def check_golden(preds:Predictions,         # the new predictions
                        f'largest |Δp|={mx:.4g} at id {golden.ids[w]}')
     acc = {} if tgt is None else dict(golden=float((old_y == tgt).mean()), new=float((new_y == tgt).mean()))
     return GoldenCheck(not reasons, reasons, ch, len(golden), nf, mx, acc, dict(max_flips=max_flips, max_prob_delta=max_prob_delta))
+
+def check_golden(preds,      # the new predictions (any registered task)
+                 golden,     # the golden predictions of the same task, or the path of a frozen golden set
+                 **kwargs    # tolerances of the task's check (classification: see `check_golden_classification`)
+                )->GoldenCheck:
+    "Compare `preds` with a golden set sample by sample (paired by id), by their task's check."
+    if isinstance(golden, (str, Path)): golden = load_golden(golden)
+    ta, tb = get_task(preds), get_task(golden)
+    if ta is not tb: raise GoldenError(f'the new predictions ({ta.name}) and the golden set ({tb.name}) are of different tasks.')
+    return ta.op('check_golden')(preds, golden, **kwargs)

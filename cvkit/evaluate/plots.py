@@ -6,7 +6,6 @@
 from __future__ import annotations
 import numpy as np
 import pandas as pd
-import matplotlib.pyplot as plt
 from .predictions import Predictions
 
 # %% auto #0
@@ -36,6 +35,7 @@ def confusion_heatmap(report_or_preds,      # `Predictions` with targets, or an 
                       annotate:bool|None=None, # write the counts in the cells; default when there are at most 15 classes
                       cmap:str='Blues'):
     "Heatmap of the confusion matrix, true class down, predicted class across; returns the Axes."
+    import matplotlib.pyplot as plt
     if normalize not in (None, *_NORMS): raise ValueError(f"normalize must be one of {[None, *_NORMS]}, got {normalize!r}.")
     cm, classes = _confusion(report_or_preds)
     k = len(classes)
@@ -79,6 +79,7 @@ def mistakes_gallery(preds:Predictions, # predictions with targets
                      axs=None,          # an array of at least `n` Axes to draw on (default: a new figure)
                      size:float=1.6):   # inches per image
     "Grid of the most confident mistakes with true label, predicted label and confidence; returns the Figure."
+    import matplotlib.pyplot as plt
     top = top_mistakes(preds, n)
     pos = pd.Index(dataset.ids).get_indexer(top.id)
     if (pos < 0).any():

@@ -4,17 +4,13 @@
 
 # %% ../../nbs/evaluate/00_predictions.ipynb #0297bbe0
 from __future__ import annotations
-import json, time
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
-import torch
-from torch import nn
-from ..core import atomic_write, get_device, to_jsonable, progress_bar
-from ..data.dataset import make_loader
+from fastcore.basics import patch
+from ..lab.store import atomic_write, to_jsonable
 
 # %% auto #0
 __all__ = ['Predictions', 'predict']
@@ -87,28 +83,29 @@ class Predictions:
     def accuracy(self)->float: return float(self.correct.mean())
 
 # %% ../../nbs/evaluate/00_predictions.ipynb #eda899a6
-def _to_frame(p:Predictions)->pd.DataFrame:
-    df = pd.DataFrame(dict(id=p.ids, target=p.targets if p.targets is not None else np.full(len(p), -1), pred=p.preds,
-                           confidence=p.confidence))
-    return pd.concat([df, p.meta], axis=1)
+@patch
+def to_frame(self:Predictions)->pd.DataFrame:
+    "One row per sample: id, target, pred, confidence and the metadata columns."
+    df = pd.DataFrame(dict(id=self.ids, target=self.targets if self.targets is not None else np.full(len(self), -1),
+                           pred=self.preds, confidence=self.confidence))
+    return pd.concat([df, self.meta], axis=1)
 
-def _subset(p:Predictions, idx)->Predictions:
+@patch
+def subset(self:Predictions, idx)->Predictions:
+    "The predictions at integer positions or a boolean mask `idx`."
     idx = np.asarray(idx)
     if idx.dtype == bool: idx = np.flatnonzero(idx)
-    return Predictions(p.ids[idx], p.logits[idx], None if p.targets is None else p.targets[idx], p.classes,
-                       p.meta.iloc[idx].reset_index(drop=True), p.task, dict(p.info))
-
-Predictions.to_frame = _to_frame
-Predictions.to_frame.__doc__ = 'One row per sample: id, target, pred, confidence and the metadata columns.'
-Predictions.subset = _subset
-Predictions.subset.__doc__ = 'The predictions at integer positions or a boolean mask `idx`.'
+    return Predictions(self.ids[idx], self.logits[idx], None if self.targets is None else self.targets[idx], self.classes,
+                       self.meta.iloc[idx].reset_index(drop=True), self.task, dict(self.info))
 
 # %% ../../nbs/evaluate/00_predictions.ipynb #d92dfb21
 _SCHEMA_VERSION = 1
 
-def _save(p:Predictions, path:str|Path)->Path:
+@patch
+def save(self:Predictions, path:str|Path)->Path:
     "Write to one parquet file (atomically); classes, task and info go in the schema metadata."
-    path = Path(path)
+    import pyarrow as pa, pyarrow.parquet as pq
+    path, p = Path(path), self
     k = p.num_classes
     cols = dict(id=pa.array(p.ids), logits=pa.FixedSizeListArray.from_arrays(pa.array(p.logits.reshape(-1)), k))
     if p.targets is not None: cols['target'] = pa.array(p.targets)
@@ -123,8 +120,10 @@ def _save(p:Predictions, path:str|Path)->Path:
     with atomic_write(path, 'wb') as f: pq.write_table(table, f)
     return path
 
-def _load(cls, path:str|Path)->Predictions:
+@patch(cls_method=True)
+def load(cls:Predictions, path:str|Path)->Predictions:
     "Read predictions written by `Predictions.save`."
+    import pyarrow.parquet as pq
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f'Predictions file {path} not found.')
     try: table = pq.read_table(path)
@@ -139,48 +138,49 @@ def _load(cls, path:str|Path)->Predictions:
     targets = table.column('target').to_numpy() if 'target' in table.column_names else None
     return cls(table.column('id').to_numpy(zero_copy_only=False), logits, targets, h['classes'], meta, h['task'], h['info'])
 
-Predictions.save = _save
-Predictions.load = classmethod(_load)
-
 # %% ../../nbs/evaluate/00_predictions.ipynb #72b54438
-def _html(p:Predictions)->str:
-    acc = f', top-1 accuracy <b>{p.accuracy:.4f}</b>' if p.targets is not None else ''
-    head = p.to_frame().head(8).to_html(index=False, float_format='%.4f')
-    return (f'<p><b>Predictions</b> ({p.task}): {len(p)} samples, {p.num_classes} classes{acc}; '
-            f'metadata: {", ".join(map(str, p.meta.columns)) or "none"}</p>{head}')
+@patch
+def _repr_html_(self:Predictions)->str:
+    acc = f', top-1 accuracy <b>{self.accuracy:.4f}</b>' if self.targets is not None else ''
+    head = self.to_frame().head(8).to_html(index=False, float_format='%.4f')
+    return (f'<p><b>Predictions</b> ({self.task}): {len(self)} samples, {self.num_classes} classes{acc}; '
+            f'metadata: {", ".join(map(str, self.meta.columns)) or "none"}</p>{head}')
 
-def _repr(p:Predictions)->str:
-    acc = f', accuracy={p.accuracy:.4f}' if p.targets is not None else ''
-    return f'Predictions(task={p.task!r}, n={len(p)}, classes={p.num_classes}{acc}, meta={list(p.meta.columns)})'
-
-Predictions._repr_html_, Predictions.__repr__ = _html, _repr
+@patch
+def __repr__(self:Predictions)->str:
+    acc = f', accuracy={self.accuracy:.4f}' if self.targets is not None else ''
+    return f'Predictions(task={self.task!r}, n={len(self)}, classes={self.num_classes}{acc}, meta={list(self.meta.columns)})'
 
 # %% ../../nbs/evaluate/00_predictions.ipynb #f04651fc
-@torch.inference_mode()
-def predict(model:nn.Module,       # a classifier returning logits
+def predict(model,                 # a classifier (`torch.nn.Module`) returning logits
             dataset,               # an `ImageDataset` (or any dataset yielding (image, target) with `.ids`)
             batch_size:int=256,    # samples per forward pass
             device=None,           # 'auto', 'cpu', 'cuda', ...
             num_workers:int=0,     # DataLoader workers
             amp:bool=False,        # bf16 autocast on CUDA (off by default: logits are compared across runs)
             progress:bool=False,   # show a progress bar
-            info:dict|None=None    # extra fields for `Predictions.info` (lineage, model name, ...)
+            info:dict|None=None    # extra fields for `Predictions.info` (model name, ...; a `lineage` here replaces the recorded one)
            )->Predictions:
     "Run `model` over `dataset` once and collect `Predictions` with ids, targets, logits and metadata."
+    import torch
+    from cvkit.core import get_device, lineage, progress_bar
+    from cvkit.data.dataset import make_loader
     device = get_device(device)
     model = model.to(device).eval()
     loader = make_loader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     outs, tgts = [], []
     use_amp = amp and device.type == 'cuda'
-    for x, y in progress_bar(loader, disable=not progress, desc='predict'):
-        with torch.autocast('cuda', dtype=torch.bfloat16, enabled=use_amp):
-            outs.append(model(x.to(device, non_blocking=True)))
-        tgts.append(y)
-    logits = torch.cat(outs).float().cpu().numpy() if outs else np.zeros((0, len(dataset.classes)), np.float32)
-    targets = torch.cat(tgts).numpy() if tgts else np.zeros(0, np.int64)
+    with torch.inference_mode():
+        for x, y in progress_bar(loader, disable=not progress, desc='predict'):
+            with torch.autocast('cuda', dtype=torch.bfloat16, enabled=use_amp):
+                outs.append(model(x.to(device, non_blocking=True)))
+            tgts.append(y)
+        logits = torch.cat(outs).float().cpu().numpy() if outs else np.zeros((0, len(dataset.classes)), np.float32)
+        targets = torch.cat(tgts).numpy() if tgts else np.zeros(0, np.int64)
     df = getattr(dataset, 'df', None)
     meta_cols = [c for c in getattr(dataset, 'meta_columns', []) if df is not None and c in _scalar_columns(df[[c]])]
     meta = df[meta_cols].reset_index(drop=True) if df is not None and meta_cols else None
     dropped = sorted(set(getattr(dataset, 'meta_columns', [])) - set(meta_cols))
-    inf = dict(model=to_jsonable(getattr(model, 'cvkit_cfg', None)), dropped_meta_columns=dropped, **(info or {}))
+    inf = dict(model=to_jsonable(getattr(model, 'cvkit_cfg', None)), dropped_meta_columns=dropped, lineage=lineage(device=device))
+    inf.update(info or {})
     return Predictions(np.asarray(dataset.ids), logits, targets, list(dataset.classes), meta, 'classification', inf)

@@ -4,21 +4,23 @@
 
 # %% ../../nbs/evaluate/07_report.ipynb #c8ea56be
 from __future__ import annotations
-import hashlib, html, math
+import dataclasses, hashlib, html, math, re
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from ..core import lineage as _lineage, load_json, save_json, to_jsonable
+from fastcore.basics import patch
+from ..lab.store import load_json, save_json, to_jsonable
 from .predictions import Predictions
 from .stats import Estimate
+from .tasks import get_task
 from .metrics import check_inputs, classification_metrics, confusion_matrix, per_class_prf
-from .calibration import calibration_metrics, ece_by_slice, reliability_table, temperature_scaling, reliability_diagram
-from .selective import risk_coverage, selective_metrics, risk_coverage_plot
-from .slices import slice_report, slice_plot, SliceReport
+from .calibration import calibration_metrics, ece_by_slice, reliability_table, temperature_scaling
+from .selective import risk_coverage, selective_metrics
+from .slices import slice_report, SliceReport
 
 # %% auto #0
-__all__ = ['default_slices', 'predictions_hash', 'evaluate', 'EvalReport', 'to_markdown', 'plot_reliability',
-           'plot_risk_coverage', 'plot_slices']
+__all__ = ['default_slices', 'predictions_hash', 'classification_hash', 'evaluate_classification', 'evaluate', 'EvalReport',
+           'report_sections', 'classification_sections', 'lineage_section']
 
 # %% ../../nbs/evaluate/07_report.ipynb #a2de5c86
 def default_slices(preds:Predictions, max_levels:int=20)->list[str]:
@@ -26,12 +28,17 @@ def default_slices(preds:Predictions, max_levels:int=20)->list[str]:
     out = []
     for c in preds.meta.columns:
         s = preds.meta[c]
-        if (s.dtype == object or isinstance(s.dtype, pd.CategoricalDtype) or s.dtype == bool) and 2 <= s.nunique(dropna=False) <= max_levels:
-            out.append(c)
+        kind_ok = pd.api.types.is_string_dtype(s) or isinstance(s.dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(s)
+        k = s.nunique(dropna=False)
+        if kind_ok and 2 <= k <= max_levels and k < len(s): out.append(c)    # k == len(s): the column identifies samples
     return out
 
-def predictions_hash(preds:Predictions)->str:
-    "SHA-256 over ids, targets and logits: identifies the exact outputs a report was computed from."
+def predictions_hash(preds)->str:
+    "SHA-256 identifying the exact outputs a report was computed from (the task's `predictions_hash`)."
+    return get_task(preds).op('predictions_hash')(preds)
+
+def classification_hash(preds:Predictions)->str:
+    "SHA-256 over ids, targets and logits of classification `preds`."
     h = hashlib.sha256()
     h.update('\x00'.join(preds.ids).encode())
     if preds.targets is not None: h.update(np.ascontiguousarray(preds.targets, np.int64).tobytes())
@@ -47,8 +54,38 @@ def _curve_rows(df, max_points=201):
     return to_jsonable(df.to_dict('records'))
 
 def _slice_key(by): return by if isinstance(by, str) else ' x '.join(by)
+def _by(by): return by if isinstance(by, str) else tuple(by)
+def _ests(d:dict)->dict: return {name: e.to_dict() for name, e in d.items()}
 
-def evaluate(preds:Predictions,              # predictions with targets (see `predict`)
+def _calibration_section(preds, calibration, slice_cols, n_bins, min_slice_n, bins, kw)->dict:
+    "Calibration errors, the reliability table, temperature scaling (given a calibration split) and ECE by slice."
+    calib = _ests(calibration_metrics(preds, n_bins=n_bins, **kw))
+    calib['reliability'] = to_jsonable(reliability_table(preds.confidence, preds.correct, n_bins=n_bins).to_dict('records'))
+    calib['temperature'] = None
+    if calibration is not None:
+        ts = temperature_scaling(calibration, preds, **kw)
+        calib['temperature'] = dict(value=ts['temperature'], fitted_on=len(calibration), before=_ests(ts['before']), after=_ests(ts['after']))
+    calib['by_slice'] = {_slice_key(by): to_jsonable(ece_by_slice(preds, _by(by), n_bins=n_bins, min_n=min_slice_n, bins=bins, **kw)
+                                                     .to_dict('records')) for by in slice_cols}
+    return calib
+
+# %% ../../nbs/evaluate/07_report.ipynb #b3e1f2a5
+def _selective_section(preds, kw)->dict:
+    "Selective-prediction metrics with intervals and the (thinned) risk–coverage curve."
+    return dict(_ests(selective_metrics(preds, **kw)), curve=_curve_rows(risk_coverage(preds)))
+
+def _slices_section(preds, slice_cols, slice_metric, bins, min_slice_n, gap_threshold, kw)->dict:
+    "One `SliceReport` (as a dict) per slice column or crossed pair of columns."
+    return {_slice_key(by): slice_report(preds, _by(by), metric=slice_metric, bins=bins, min_n=min_slice_n,
+                                         gap_threshold=gap_threshold, **kw).to_dict() for by in slice_cols}
+
+def _current_lineage()->dict:
+    "`cvkit.core.lineage()`, imported only here: it records the torch version and device, so it loads torch."
+    from cvkit.core import lineage
+    return lineage()
+
+# %% ../../nbs/evaluate/07_report.ipynb #b3e1f2a7
+def evaluate_classification(preds:Predictions, # predictions with targets (see `predict`)
              slices:list|None=None,          # metadata columns (or pairs of columns, crossed) to slice by; None: `default_slices`
              calibration:Predictions|None=None, # a held-out calibration split: fits temperature scaling, reports before/after
              n_boot:int=1000,                # bootstrap resamples for every interval
@@ -59,52 +96,45 @@ def evaluate(preds:Predictions,              # predictions with targets (see `pr
              slice_metric:str='accuracy',    # metric computed per slice
              min_slice_n:int=30,             # slices smaller than this are reported as too small to judge
              gap_threshold:float=0.10,       # flag slices whose relative gap to the overall figure exceeds this
-             bins:int=3,                     # quantile bins for numeric slice columns
-             lineage:dict|None=None          # lineage to record; default: the one stored with `preds`, else the current one
-            )->EvalReport:
-    "Evaluate classification `preds`: metrics with bootstrap CIs, per-class, calibration, selective prediction and slices."
+             bins:int=3                      # quantile bins for numeric slice columns
+            )->dict:
+    "The body of a classification report: metrics with bootstrap CIs, per-class, calibration, selective prediction, slices."
     if preds.targets is None: raise ValueError('evaluate needs targets; these predictions are unlabelled (targets=None).')
     check_inputs(preds.targets, preds.logits, num_classes=preds.num_classes, kind='logits')
     kw = dict(n_boot=n_boot, level=level, seed=seed)
     slice_cols = default_slices(preds) if slices is None else list(slices)
     k = min(top_k, preds.num_classes)
-    metrics = classification_metrics(preds, top_k=k, **kw)
-    cal = calibration_metrics(preds, n_bins=n_bins, **kw)
-    calib = {name: e.to_dict() for name, e in cal.items()}
-    calib['reliability'] = to_jsonable(reliability_table(preds.confidence, preds.correct, n_bins=n_bins).to_dict('records'))
-    calib['temperature'] = None
-    if calibration is not None:
-        ts = temperature_scaling(calibration, preds, **kw)
-        calib['temperature'] = dict(value=ts['temperature'], fitted_on=len(calibration),
-                                    before={m: e.to_dict() for m, e in ts['before'].items()},
-                                    after={m: e.to_dict() for m, e in ts['after'].items()})
-    sel = selective_metrics(preds, **kw)
-    selective = {name: e.to_dict() for name, e in sel.items()}
-    selective['curve'] = _curve_rows(risk_coverage(preds))
-    calib['by_slice'] = {_slice_key(by): to_jsonable(ece_by_slice(preds, by if isinstance(by, str) else tuple(by), n_bins=n_bins,
-                                                                   min_n=min_slice_n, bins=bins, **kw).to_dict('records'))
-                         for by in slice_cols}
-    sl = {_slice_key(by): slice_report(preds, by if isinstance(by, str) else tuple(by), metric=slice_metric, bins=bins, min_n=min_slice_n,
-                                       gap_threshold=gap_threshold, **kw).to_dict() for by in slice_cols}
-    data = dict(schema_version=_SCHEMA_VERSION, task=preds.task, n=len(preds), classes=list(preds.classes),
+    return dict(classes=list(preds.classes),
                 settings=dict(n_boot=n_boot, level=level, seed=seed, top_k=k, n_bins=n_bins, slice_metric=slice_metric,
                               min_slice_n=min_slice_n, gap_threshold=gap_threshold, bins=bins),
-                metrics={name: e.to_dict() for name, e in metrics.items()},
+                metrics=_ests(classification_metrics(preds, top_k=k, **kw)),
                 per_class=to_jsonable(per_class_prf(preds.targets, preds.preds, preds.num_classes, classes=preds.classes).to_dict('records')),
                 confusion=to_jsonable(confusion_matrix(preds.targets, preds.preds, preds.num_classes)),
-                calibration=calib, selective=selective, slices=sl, robustness=None, deployment=None,
-                lineage=lineage or preds.info.get('lineage') or _lineage(),
-                predictions=dict(sha256=predictions_hash(preds), n=len(preds), info=to_jsonable({k: v for k, v in preds.info.items() if k != 'lineage'})))
+                calibration=_calibration_section(preds, calibration, slice_cols, n_bins, min_slice_n, bins, kw),
+                selective=_selective_section(preds, kw),
+                slices=_slices_section(preds, slice_cols, slice_metric, bins, min_slice_n, gap_threshold, kw),
+                robustness=None, deployment=None)
+
+# %% ../../nbs/evaluate/07_report.ipynb #b3e1f2b1
+def evaluate(preds,                  # predictions of any registered task (classification: `Predictions` with targets)
+             lineage:dict|None=None, # lineage to record; default: the one stored with `preds`, else the current one
+             **kwargs                # settings of the task's evaluator (classification: see `evaluate_classification`)
+            )->EvalReport:
+    "Evaluate `preds` with its task's evaluator: metrics with bootstrap CIs and the task's analyses, as an `EvalReport`."
+    task = get_task(preds)
+    body = task.op('evaluate')(preds, **kwargs)
+    info = {k: v for k, v in preds.info.items() if k != 'lineage'}
+    data = dict(schema_version=_SCHEMA_VERSION, task=task.name, n=len(preds), **body,
+                lineage=lineage or preds.info.get('lineage') or _current_lineage(),
+                predictions=dict(sha256=predictions_hash(preds), n=len(preds), info=to_jsonable(info)))
     return EvalReport(data, predictions=preds)
 
 # %% ../../nbs/evaluate/07_report.ipynb #7be0c3e3
-def _est(d):
-    "Format an Estimate dict as 'value [lo, hi]', or 'NaN (reason)'."
-    if d is None: return '–'
-    v = d.get('value')
-    if v is None or (isinstance(v, float) and math.isnan(v)): return f"NaN ({d.get('reason') or 'no reason given'})"
-    lo, hi = d.get('lo'), d.get('hi')
-    return f'{v:.4f} [{lo:.4f}, {hi:.4f}]' if lo is not None and hi is not None else f'{v:.4f}'
+_EST_FIELDS = tuple(f.name for f in dataclasses.fields(Estimate))
+
+def _est(d:dict|None, spec:str='.4f')->str:
+    "An Estimate stored as a dict (extra keys ignored), printed the one way an `Estimate` prints itself; '–' when absent."
+    return '–' if d is None else format(Estimate.from_dict({k: d[k] for k in _EST_FIELDS if k in d}), spec)
 
 class EvalReport:
     "An evaluation of one set of predictions: JSON-serialisable data with markdown, HTML and plot views."
@@ -135,81 +165,115 @@ class EvalReport:
             raise ValueError(f'The predictions given do not match the ones {path} was computed from (SHA-256 differs).')
         return cls(data, predictions)
     def __repr__(self):
-        m = self.data['metrics']
-        return f"EvalReport(n={self.data['n']}, accuracy={_est(m.get('accuracy'))}, slices={list(self.data['slices'])})"
+        m = self.data.get('metrics') or {}
+        head = next(iter(m), None)
+        return (f"EvalReport(n={self.data['n']}{f', {head}={_est(m[head])}' if head else ''}, "
+                f"slices={list(self.data.get('slices') or {})})")
 
 # %% ../../nbs/evaluate/07_report.ipynb #d080335b
 _HEADLINE = ('accuracy', 'balanced_accuracy', 'macro_f1', 'weighted_f1')
+_EST_HEAD = ['metric', 'value [CI]']
 
-def _metric_rows(d):
-    return [(name, _est(e)) for name, e in d.items() if isinstance(e, dict) and 'value' in e and 'lo' in e]
+def _metric_rows(d:dict)->list:
+    return [[name, _est(e)] for name, e in d.items() if isinstance(e, dict) and 'value' in e and 'lo' in e]
 
-def _slice_rows(s):
-    return [(r['slice'], r['n'], _est(r), '' if r.get('rel_gap') is None or (isinstance(r.get('rel_gap'), float) and math.isnan(r['rel_gap'])) else f"{r['rel_gap']:+.1%}",
-             'FLAGGED' if r.get('flagged') else r.get('status', '')) for r in s['rows']]
+def _gap(r:dict)->str:
+    g = r.get('rel_gap')
+    return '' if g is None or (isinstance(g, float) and math.isnan(g)) else f'{g:+.1%}'
 
-def to_markdown(self)->str:
-    "The report as markdown: headline metrics, calibration, selective prediction, slices, lineage."
-    d, st = self.data, self.data['settings']
-    md = [f"# Evaluation report ({d['task']}, n={d['n']}, {len(d['classes'])} classes)", '',
-          f"Intervals: {st['level']:.0%} percentile bootstrap, {st['n_boot']} resamples, seed {st['seed']}. "
-          f"Predictions SHA-256 `{d['predictions']['sha256'][:16]}…`.", '', '## Metrics', '', '| metric | value [CI] |', '|---|---|']
-    md += [f'| {n} | {v} |' for n, v in _metric_rows(d['metrics'])]
-    md += ['', '## Calibration', '', '| metric | value [CI] |', '|---|---|'] + [f'| {n} | {v} |' for n, v in _metric_rows(d['calibration'])]
+def _slice_rows(s:dict)->list:
+    return [[r['slice'], r['n'], _est(r), _gap(r), 'FLAGGED' if r.get('flagged') else r.get('status', '')] for r in s['rows']]
+
+def _section(level:int, title:str|None=None, text:str|None=None, head:list|None=None, rows:list|None=None)->dict:
+    return dict(level=level, title=title, text=text, head=head, rows=rows)
+
+# %% ../../nbs/evaluate/07_report.ipynb #b3e1f2a9
+def report_sections(d:dict)->list[dict]:
+    "The report `d` (an `EvalReport`'s data) as a list of sections: level, title, text, table header and rows."
+    return get_task(d.get('task', 'classification')).op('sections')(d)
+
+def classification_sections(d:dict)->list[dict]:
+    "The sections of a classification report: headline metrics, calibration, selective prediction, slices, lineage."
+    st = d['settings']
+    out = [_section(1, f"Evaluation report ({d['task']}, n={d['n']}, {len(d['classes'])} classes)",
+                    f"Intervals: {st['level']:.0%} percentile bootstrap, {st['n_boot']} resamples, seed {st['seed']}. "
+                    f"Predictions SHA-256 `{d['predictions']['sha256'][:16]}…`."),
+           _section(2, 'Metrics', head=_EST_HEAD, rows=_metric_rows(d['metrics'])),
+           _section(2, 'Calibration', head=_EST_HEAD, rows=_metric_rows(d['calibration']))]
     t = d['calibration'].get('temperature')
-    if t: md += ['', f"Temperature scaling: T = {t['value']:.3f} (fitted on {t['fitted_on']} samples).", '', '| metric | before | after |', '|---|---|---|'] + \
-                [f"| {m} | {_est(t['before'][m])} | {_est(t['after'][m])} |" for m in t['before']]
+    if t: out.append(_section(3, None, f"Temperature scaling: T = {t['value']:.3f} (fitted on {t['fitted_on']} samples).",
+                              ['metric', 'before', 'after'], [[m, _est(t['before'][m]), _est(t['after'][m])] for m in t['before']]))
     for by, rows in d['calibration'].get('by_slice', {}).items():
-        md += ['', f'ECE by `{by}`:', '', '| slice | n | ECE [CI] | status |', '|---|---|---|---|'] + \
-              [f"| {r['slice']} | {r['n']} | {_est(dict(value=r['ece'], lo=r['lo'], hi=r['hi']))} | {r['status']} |" for r in rows]
-    md += ['', '## Selective prediction', '', '| metric | value [CI] |', '|---|---|'] + [f'| {n} | {v} |' for n, v in _metric_rows(d['selective'])]
+        out.append(_section(3, None, f'ECE by `{by}`:', ['slice', 'n', 'ECE [CI]', 'status'],
+                            [[r['slice'], r['n'], _est(dict(value=r['ece'], lo=r['lo'], hi=r['hi'])), r['status']] for r in rows]))
+    out.append(_section(2, 'Selective prediction', head=_EST_HEAD, rows=_metric_rows(d['selective'])))
     for by, s in d['slices'].items():
         w = s.get('worst') or {}
-        md += ['', f"## Slices by `{by}` ({s.get('metric', st['slice_metric'])})", '']
-        if w.get('slice') is not None: md += [f"Worst slice: **{w['slice']}**, gap {_est(w.get('gap'))} (relative {w.get('rel_gap', float('nan')):+.1%}).", '']
-        md += ['| slice | n | value [CI] | gap vs overall | status |', '|---|---|---|---|---|'] + [f'| {a} | {b} | {c} | {e} | {f} |' for a, b, c, e, f in _slice_rows(s)]
-    lin = d.get('lineage') or {}
-    git = lin.get('git') or {}
-    md += ['', '## Lineage', '', f"git {git.get('sha', '–')}{' (dirty)' if git.get('dirty') else ''}; seed {lin.get('seed')}; "
-           f"torch {(lin.get('versions') or {}).get('torch')}; cvkit {(lin.get('versions') or {}).get('cvkit')}; data {str(lin.get('dataset'))[:16]}"]
-    return '\n'.join(md) + '\n'
+        text = (f"Worst slice: **{w['slice']}**, gap {_est(w.get('gap'), '+.4f')} (relative {w.get('rel_gap', float('nan')):+.1%})."
+                if w.get('slice') is not None else None)
+        out.append(_section(2, f"Slices by `{by}` ({s.get('metric', st['slice_metric'])})", text,
+                            ['slice', 'n', 'value [CI]', 'gap vs overall', 'status'], _slice_rows(s)))
+    return out + [lineage_section(d)]
 
-def _table(rows, head):
+def lineage_section(d:dict)->dict:
+    "The lineage line every task's report ends with."
+    lin = d.get('lineage') or {}
+    git, v = lin.get('git') or {}, lin.get('versions') or {}
+    return _section(2, 'Lineage', f"git {git.get('sha', '–')}{' (dirty)' if git.get('dirty') else ''}; seed {lin.get('seed')}; "
+                                  f"torch {v.get('torch')}; cvkit {v.get('cvkit')}; data {str(lin.get('dataset'))[:16]}")
+
+# %% ../../nbs/evaluate/07_report.ipynb #b3e1f2ab
+def _md_table(head, rows)->list[str]:
+    return ['| ' + ' | '.join(map(str, head)) + ' |', '|' + '---|' * len(head)] + ['| ' + ' | '.join(map(str, r)) + ' |' for r in rows]
+
+def _inline_html(s:str)->str:
+    s = html.escape(s, quote=False)
+    return re.sub(r'`([^`]+)`', r'<code>\1</code>', re.sub(r'\*\*(.+?)\*\*', r'<b>\1</b>', s))
+
+def _html_table(head, rows)->str:
     th = ''.join(f'<th style="text-align:left">{html.escape(str(h))}</th>' for h in head)
     def td(v):
         s = html.escape(str(v))
         return f'<td style="color:#b00;font-weight:bold">{s}</td>' if s == 'FLAGGED' else f'<td>{s}</td>'
     return f'<table><tr>{th}</tr>' + ''.join('<tr>' + ''.join(td(v) for v in r) + '</tr>' for r in rows) + '</table>'
 
-def _repr_html_(self)->str:
-    d = self.data
-    head = [(n, v) for n, v in _metric_rows(d['metrics'])]
-    parts = [f"<h4>EvalReport: {d['task']}, n={d['n']}, {len(d['classes'])} classes "
-             f"({d['settings']['level']:.0%} bootstrap CIs, {d['settings']['n_boot']} resamples)</h4>",
-             '<div style="display:flex;gap:2em;flex-wrap:wrap"><div><b>Metrics</b>' + _table(head, ['metric', 'value [CI]']) + '</div>',
-             '<div><b>Calibration</b>' + _table(_metric_rows(d['calibration']), ['metric', 'value [CI]']),
-             '<b>Selective prediction</b>' + _table(_metric_rows(d['selective']), ['metric', 'value [CI]']) + '</div></div>']
-    for by, s in d['slices'].items():
-        w = s.get('worst') or {}
-        cap = f" worst: <b>{html.escape(str(w.get('slice')))}</b>, gap {_est(w.get('gap'))}" if w.get('slice') is not None else ''
-        parts.append(f'<details open><summary><b>Slices by {html.escape(by)}</b>{cap}</summary>' +
-                     _table(_slice_rows(s), ['slice', 'n', 'value [CI]', 'gap vs overall', 'status']) + '</details>')
-    return ''.join(parts)
+@patch
+def to_markdown(self:EvalReport)->str:
+    "The report as markdown: headline metrics, calibration, selective prediction, slices, lineage."
+    md = []
+    for s in report_sections(self.data):
+        if s['title']: md += ['#' * s['level'] + ' ' + s['title'], '']
+        if s['text']: md += [s['text'], '']
+        if s['head']: md += _md_table(s['head'], s['rows']) + ['']
+    return '\n'.join(md).rstrip('\n') + '\n'
 
-EvalReport.to_markdown, EvalReport._repr_html_ = to_markdown, _repr_html_
+@patch
+def _repr_html_(self:EvalReport)->str:
+    parts = []
+    for s in report_sections(self.data):
+        text = f"<p>{_inline_html(s['text'])}</p>" if s['text'] else ''
+        table = _html_table(s['head'], s['rows']) if s['head'] else ''
+        if s['level'] == 3: parts.append(f"<details><summary>{_inline_html(s['text'] or '')}</summary>{table}</details>"); continue
+        tag = 'h4' if s['level'] == 1 else 'h5'
+        parts.append(f"<{tag}>{_inline_html(s['title'])}</{tag}>{text}{table}")
+    return '<div>' + ''.join(parts) + '</div>'
 
 # %% ../../nbs/evaluate/07_report.ipynb #996345e8
-def plot_reliability(self, ax=None):
+@patch
+def plot_reliability(self:EvalReport, ax=None):
     "Reliability diagram from the stored reliability table."
+    from cvkit.evaluate.calibration import reliability_diagram
     return reliability_diagram(pd.DataFrame(self.data['calibration']['reliability']), ax=ax)
 
-def plot_risk_coverage(self, ax=None):
+@patch
+def plot_risk_coverage(self:EvalReport, ax=None):
     "Risk–coverage curve from the stored curve."
+    from cvkit.evaluate.selective import risk_coverage_plot
     return risk_coverage_plot(pd.DataFrame(self.data['selective']['curve']), ax=ax)
 
-def plot_slices(self, by:str, ax=None):
+@patch
+def plot_slices(self:EvalReport, by:str, ax=None):
     "Slice bars with CI whiskers for slice column `by`."
+    from cvkit.evaluate.slices import slice_plot
     if by not in self.data['slices']: raise KeyError(f"no slices by {by!r} in this report; it has: {', '.join(self.data['slices'])}")
     return slice_plot(SliceReport.from_dict(self.data['slices'][by]), ax=ax)
-
-EvalReport.plot_reliability, EvalReport.plot_risk_coverage, EvalReport.plot_slices = plot_reliability, plot_risk_coverage, plot_slices

@@ -7,7 +7,6 @@ from __future__ import annotations
 import math, warnings
 import numpy as np
 import pandas as pd
-import matplotlib.pyplot as plt
 from .predictions import Predictions
 from .stats import Estimate, bootstrap, bootstrap_mean
 
@@ -153,6 +152,7 @@ def risk_coverage_plot(preds_or_curve,   # `Predictions` or a `risk_coverage` Da
                        threshold:float|None=None, # mark this threshold's operating point
                        label:str|None=None):      # legend label of the curve
     "Selective risk against coverage, with the oracle curve when given Predictions; returns the Axes."
+    import matplotlib.pyplot as plt
     if ax is None: _, ax = plt.subplots(figsize=(4.5, 3.5))
     if isinstance(preds_or_curve, Predictions):
         rc = risk_coverage(preds_or_curve, score)
