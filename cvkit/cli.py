@@ -8,18 +8,38 @@ import argparse, os, sys
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['flagship_notebook', 'demo', 'main']
+__all__ = ['experiment_notebook', 'flagship_notebook', 'demo', 'main']
 
-# %% ../nbs/cli/00_cli.ipynb #998eab57
-def flagship_notebook()->Path:
-    "The flagship study notebook, `experiments/train_eval.ipynb` of the cvkit checkout."
+# %% ../nbs/cli/00_cli.ipynb #c41f7b2e
+def _checkout_root()->Path|None:
+    "The root of the cvkit source checkout `cvkit` is imported from, or None for an installed package."
     import cvkit
-    p = Path(cvkit.__file__).resolve().parent.parent/'experiments'/'train_eval.ipynb'
-    if not p.exists():
-        raise FileNotFoundError(f'{p} not found: `cvkit demo` runs the study notebooks of a cvkit checkout. Clone the repository and '
-                                f'`pip install -e .` from it (the README shows the two commands).')
+    root = Path(cvkit.__file__).resolve().parent.parent
+    return root if (root/'settings.ini').is_file() and (root/'experiments').is_dir() else None
+
+def _experiments_dir()->Path:
+    "The folder of the study notebooks: the checkout's `experiments/`, else the copies installed inside the package."
+    if (root := _checkout_root()) is not None: return root/'experiments'
+    from importlib.resources import files
+    pkg = files('cvkit')/'experiments'
+    if isinstance(pkg, Path) and pkg.is_dir(): return pkg
+    raise FileNotFoundError(f"cvkit's study notebooks are neither in a source checkout nor installed with the package ({pkg} is missing): "
+                            f"this cvkit was built without them. Reinstall it from a wheel built by cvkit's setup.py, or clone the "
+                            f"repository and `pip install -e .` from it (the README shows the two commands).")
+
+def experiment_notebook(name:str)->Path:  # a study in `experiments/`: 'train_eval', 'adapt', 'export' (`.ipynb` optional)
+    "The study notebook `name`, from the source checkout if there is one, else from the installed package."
+    d = _experiments_dir()
+    p = d/(name if name.endswith('.ipynb') else f'{name}.ipynb')
+    if not p.is_file():
+        raise FileNotFoundError(f"no study notebook {p.name!r} in {d}; the study notebooks are {sorted(q.stem for q in d.glob('*.ipynb'))}.")
     return p
 
+def flagship_notebook()->Path:
+    "The flagship study notebook, `experiments/train_eval.ipynb` (what `cvkit demo` sweeps)."
+    return experiment_notebook('train_eval')
+
+# %% ../nbs/cli/00_cli.ipynb #998eab57
 def demo(root:str|Path='runs',                                   # parent of the sweep folder
          backbones:list=('cvkit_cnn_tiny', 'cvkit_cnn_small'),   # backbones to compare
          seeds:list=(0, 1),                                      # seeds per backbone
