@@ -7,7 +7,6 @@ from __future__ import annotations
 import warnings
 import numpy as np
 import pandas as pd
-import matplotlib.pyplot as plt
 from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 from .predictions import Predictions
@@ -246,6 +245,7 @@ def reliability_diagram(preds_or_table,    # `Predictions` or a `reliability_tab
                         strategy='width'   # 'width' or 'mass', when given Predictions
                        ):
     "Accuracy per confidence bin against the diagonal, with gaps shaded and bin counts; returns the Axes."
+    import matplotlib.pyplot as plt   # imported here: analysing saved predictions should not pay for matplotlib
     conf = None
     if isinstance(preds_or_table, Predictions):
         _require_targets(preds_or_table, 'reliability_diagram')

@@ -8,7 +8,6 @@ import itertools, math, warnings
 from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
-import matplotlib.pyplot as plt
 from fastcore.basics import patch
 from .predictions import Predictions
 from .stats import Estimate, resample_indices
@@ -279,6 +278,7 @@ def slice_plot(report:SliceReport,  # from `slice_report`
                ax=None              # a matplotlib Axes to draw on
               ):
     "Bars of the metric per slice with CI whiskers: flagged (significant) red, over the threshold on the point estimate only orange, small hatched."
+    import matplotlib.pyplot as plt   # imported here: analysing saved predictions should not pay for matplotlib
     rows = report.rows
     if ax is None: _, ax = plt.subplots(figsize=(6.5, 0.35 * len(rows) + 1.2))
     pos = np.arange(len(rows))[::-1]
