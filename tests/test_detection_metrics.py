@@ -223,3 +223,12 @@ def test_bootstrap_estimates_and_paired_difference():
     with pytest.raises(ValueError, match='different ground truth'): coco_paired_bootstrap(a, synthetic_detections(200, 4, seed=4))
     with pytest.raises(ValueError, match='different images'): coco_paired_bootstrap(a, b.subset(list(b.ids[:150])))
     with pytest.raises(ValueError, match="method must be"): coco_bootstrap(a, n_boot=10, method='bca')
+
+def test_edge_cases_no_detections_only_crowd_no_gt():
+    p = synthetic_detections(30, 3, seed=0)
+    none = DetectionPredictions(p.ids, p.detections.iloc[:0], p.gt, p.classes)
+    assert coco_metrics(none)['AP'] == 0 and coco_bootstrap(none, n_boot=20)['AP'].hi == 0
+    crowd = DetectionPredictions(p.ids, p.detections, p.gt.assign(iscrowd=True), p.classes)
+    e = coco_bootstrap(crowd, n_boot=20)['AP']
+    assert np.isnan(coco_metrics(crowd)['AP']) and np.isnan(e.value) and 'no true boxes' in e.reason
+    with pytest.raises(ValueError, match='no ground truth'): coco_metrics(DetectionPredictions(p.ids, p.detections, None, p.classes))
