@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from ..lab.store import atomic_write, to_jsonable   # the one torch-free atomic-write / JSON layer
 from fastcore.basics import patch
 
 # %% auto #0
@@ -121,20 +122,6 @@ def subset(self:DetectionPredictions,
 # %% ../../nbs/evaluate/12_detection.ipynb #07b5644a
 _SCHEMA_VERSION = 1
 
-@contextlib.contextmanager
-def _atomic_file(path:Path):
-    "A temporary file in `path`'s folder, renamed over `path` only when the block succeeds (torch-free)."
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            yield f
-            f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
-        raise
-
 def _nested(df, ids, cols):
     "A list<struct> column: the rows of `df` (grouped by image in `ids` order) as one list per image."
     counts = df.image_id.value_counts().reindex(ids, fill_value=0).to_numpy()
@@ -154,14 +141,6 @@ def _flat(col, ids):
     return df
 
 # %% ../../nbs/evaluate/12_detection.ipynb #d44f5fb8
-def _to_jsonable(o):
-    if isinstance(o, dict): return {str(k): _to_jsonable(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)): return [_to_jsonable(v) for v in o]
-    if isinstance(o, np.generic): return o.item()
-    if isinstance(o, np.ndarray): return o.tolist()
-    if isinstance(o, Path): return str(o)
-    return o
-
 @patch
 def save(self:DetectionPredictions, path:str|Path)->Path:
     "Write to one parquet file, atomically: one row per image, boxes in nested columns, header in the schema metadata."
@@ -173,9 +152,9 @@ def save(self:DetectionPredictions, path:str|Path)->Path:
         mt = pa.Table.from_pandas(self.meta, preserve_index=False)
         for name, col in zip(mt.column_names, mt.columns): table = table.append_column(name, col)
     header = dict(schema_version=_SCHEMA_VERSION, task=self.task, classes=self.classes, category_ids=self.category_ids,
-                  meta_columns=list(map(str, self.meta.columns)), has_gt=self.has_gt, info=_to_jsonable(self.info))
+                  meta_columns=list(map(str, self.meta.columns)), has_gt=self.has_gt, info=to_jsonable(self.info))
     table = table.replace_schema_metadata({b'cvkit': json.dumps(header, allow_nan=False).encode()})
-    with _atomic_file(path) as f: pq.write_table(table, f)
+    with atomic_write(path, 'wb') as f: pq.write_table(table, f)
     return path
 
 @patch(cls_method=True)
