@@ -27,6 +27,12 @@ def to_jsonable(o:Any)->Any:
     return o
 
 # %% ../../nbs/lab/00a_store.ipynb #798bc0b5
+_UMASK = os.umask(0o022); os.umask(_UMASK)   # read once, at import
+
+def _mode_of(path:Path)->int:
+    try: return os.stat(path).st_mode & 0o7777
+    except FileNotFoundError: return 0o666 & ~_UMASK
+
 @contextlib.contextmanager
 def atomic_write(path:str|Path, # the file to (re)write
                  mode:str='w',  # 'w' for text, 'wb' for bytes
@@ -38,6 +44,7 @@ def atomic_write(path:str|Path, # the file to (re)write
         with os.fdopen(fd, mode, **({} if 'b' in mode else dict(encoding=encoding))) as f:
             yield f
             f.flush(); os.fsync(f.fileno())
+        os.chmod(tmp, _mode_of(path))         # mkstemp makes 0600 files: keep the old file's mode, else the umask's default
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
@@ -129,6 +136,7 @@ class RunDir:
     valid_predictions = _file('valid_predictions.parquet', 'validation-split predictions (calibration)')
     history_csv = _file('history.csv', 'the training history, one row per epoch')
     checkpoints = _file('checkpoints', 'checkpoints written by `fit` (best.* and last.*)')
+    adapter = _file('adapter', 'a saved PEFT adapter (LoRA/DoRA), when the study adapts a backbone')
     wandb = _file('wandb', 'the wandb run, when wandb is enabled')
     def __init__(self, path:str|Path): self.path = Path(path)
     def __fspath__(self): return str(self.path)
