@@ -15,7 +15,7 @@ import argparse, os, platform, resource, shutil, statistics, subprocess, sys, te
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-CMD = "import sys; from cvkit.cli import main; sys.exit(main(sys.argv[1:]))"
+CMD = "import sys, cvkit; from cvkit.cli import main; print(cvkit.__file__, file=sys.stderr); sys.exit(main(sys.argv[1:]))"
 
 def light_sweep(root:Path)->Path:
     import nbformat
@@ -32,11 +32,12 @@ def timed(pythonpath:str, sweep:Path)->tuple[float, float]:
     "Wall seconds and child user+sys CPU seconds of one `cvkit sweep --summary` process."
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, '-c', CMD, 'sweep', '--summary', str(sweep)], capture_output=True, text=True,
-                       env={**os.environ, 'PYTHONPATH': pythonpath, 'OMP_NUM_THREADS': '1'})
+    r = subprocess.run([sys.executable, '-c', CMD, 'sweep', '--summary', str(sweep)], capture_output=True, text=True, cwd=sweep.parent,
+                       env={**os.environ, 'PYTHONPATH': pythonpath, 'OMP_NUM_THREADS': '1'})   # cwd: `-c` puts it first on sys.path
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0: raise SystemExit(f'summary failed ({pythonpath}):\n{r.stderr[-2000:]}')
+    if not r.stderr.strip().splitlines()[0].startswith(pythonpath): raise SystemExit(f'imported the wrong cvkit: {r.stderr[:300]}')
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 def main():

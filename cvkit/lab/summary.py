@@ -39,6 +39,7 @@ def two_level_bootstrap(reps,              # (k, B): per-run bootstrap replicate
     pick = np.random.default_rng(seed).integers(0, k, (B, k))          # a resample of the seeds for each replicate
     with np.errstate(invalid='ignore'): two = reps[pick, np.arange(B)[:, None]].mean(1)
     two = two[np.isfinite(two)]
+    if len(two): two = np.clip(two, np.nanmin(reps), np.nanmax(reps))   # a mean stays within its values (rounding can step 1 ulp out)
     if not len(two): return math.nan, math.nan
     a = (1 - level) / 2
     lo, hi = np.quantile(two, [a, 1 - a])
@@ -48,7 +49,7 @@ def seed_bootstrap(values, level:float=0.95, seed:int=0, n_boot:int=2000)->tuple
     "Percentile bootstrap interval of the mean of per-seed `values` (NaN with fewer than two)."
     v = np.asarray(values, dtype=float); v = v[np.isfinite(v)]
     if len(v) < 2: return math.nan, math.nan
-    means = v[np.random.default_rng(seed).integers(0, len(v), (n_boot, len(v)))].mean(1)
+    means = np.clip(v[np.random.default_rng(seed).integers(0, len(v), (n_boot, len(v)))].mean(1), v.min(), v.max())
     a = (1 - level) / 2
     lo, hi = np.quantile(means, [a, 1 - a])
     return float(lo), float(hi)

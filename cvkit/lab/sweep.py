@@ -110,8 +110,6 @@ def plan_runs(grid:dict|None=None,      # name -> list of values: every combinat
 # %% ../../nbs/lab/01_sweep.ipynb #d5d2562c
 _DONE = ('completed',)
 
-def _now()->str: return now_utc('seconds')
-def _write_status(run_dir:Path, **kw)->dict: return RunDir(run_dir).write_status(**kw)
 
 def _cell_seconds(nb_path:Path)->float:
     "Seconds papermill spent executing cells (the notebook's own compute)."
@@ -134,7 +132,7 @@ def _execute_run(run_dir:str|Path)->dict:
     rd = RunDir(run_dir); run_dir = rd.path; spec = rd.spec()
     logging.basicConfig(level=logging.INFO, format='%(message)s', stream=sys.stdout, force=True)
     t0 = time.perf_counter()
-    _write_status(run_dir, status='running', started=_now(), pid=os.getpid(), ppid=os.getppid(), host=os.uname().nodename)
+    rd.write_status(status='running', started=now_utc('seconds'), pid=os.getpid(), ppid=os.getppid(), host=os.uname().nodename)
     out = rd.notebook
     try:
         pm.execute_notebook(spec['notebook'], str(out), parameters=spec['params'], kernel_name=spec.get('kernel') or None,
@@ -146,7 +144,7 @@ def _execute_run(run_dir:str|Path)->dict:
         status, err = 'failed', dict(type=type(e).__name__, message=str(e), cell=None, traceback=traceback.format_exc().splitlines()[-20:])
     fp = rd.params().get('data_fingerprint')       # the notebook may have logged the data fingerprint
     if fp and rd.lineage_json.exists(): save_json({**rd.lineage(), 'dataset': fp}, rd.lineage_json)
-    return _write_status(run_dir, status=status, error=err, finished=_now(), runner_s=time.perf_counter() - t0,
+    return rd.write_status(status=status, error=err, finished=now_utc('seconds'), runner_s=time.perf_counter() - t0,
                          compute_s=_cell_seconds(out))
 
 def _finished(run_dir:Path)->bool: return read_status(run_dir).get('status') in ('completed', 'failed')
@@ -186,19 +184,19 @@ def launch(run_dir:str|Path,            # a prepared run folder (holding `run.js
                 except subprocess.TimeoutExpired: _kill_tree(p.pid)
                 break
             if stop is not None and stop.is_set():
-                _kill_tree(p.pid); return _write_status(run_dir, status='interrupted', finished=_now(), wall_s=time.perf_counter() - t0,
+                _kill_tree(p.pid); return rd.write_status(status='interrupted', finished=now_utc('seconds'), wall_s=time.perf_counter() - t0,
                                                         error=dict(type='Interrupted', message='the sweep was interrupted (Ctrl-C); resume to run it again'))
             if end is not None and time.perf_counter() > end:
                 _kill_tree(p.pid)
-                return _write_status(run_dir, status='timeout', finished=_now(), wall_s=time.perf_counter() - t0,
+                return rd.write_status(status='timeout', finished=now_utc('seconds'), wall_s=time.perf_counter() - t0,
                                      error=dict(type='Timeout', message=f'the run exceeded its {timeout:g} s timeout and was killed; '
                                                 f'see notebook.ipynb for how far it got, or raise --timeout'))
             time.sleep(0.05)
     st = read_status(run_dir)
     if st.get('status') not in ('completed', 'failed'):
-        st = _write_status(run_dir, status='failed', finished=_now(), error=dict(type='RunnerDied', message=f'the runner exited with code {p.returncode} '
+        st = rd.write_status(status='failed', finished=now_utc('seconds'), error=dict(type='RunnerDied', message=f'the runner exited with code {p.returncode} '
                            f'before recording an outcome; see {rd.log_txt}'))
-    return _write_status(run_dir, wall_s=time.perf_counter() - t0)
+    return rd.write_status(wall_s=time.perf_counter() - t0)
 
 if __name__ == '__main__' and os.environ.pop('CVKIT_RUNNER', None) == '1':   # `python -m cvkit.lab.sweep RUN_DIR`, started by `launch`
     st = _execute_run(sys.argv[1]); sys.exit(0 if st['status'] == 'completed' else 1)
@@ -276,8 +274,8 @@ def _prepare(self:Sweep)->list[Path]:
     meta = dict(schema_version=1, name=self.name, notebook=str(self.notebook), source=src.name, notebook_sha256=sha256_file(src),
                 cwd=str(self.notebook.parent), grid=to_jsonable(self.grid), seeds=self.seed_values, params=to_jsonable(self.fixed),
                 swept=self.swept, seed_param=self.seed_param, workers=self.workers, executor=self.executor, timeout=self.timeout,
-                wandb=self.wandb, runs=[run_id(p) for p in self.runs], created=_now())
-    if self.files.exists(): meta = {**self.files.meta(), 'resumed': _now(), 'runs': meta['runs']}
+                wandb=self.wandb, runs=[run_id(p) for p in self.runs], created=now_utc('seconds'))
+    if self.files.exists(): meta = {**self.files.meta(), 'resumed': now_utc('seconds'), 'runs': meta['runs']}
     save_json(meta, self.files.sweep_json)
     threads = _threads(min(self.workers, len(self.runs)), self.executor)
     base = lineage(repo=self.notebook.parent)        # code, versions, platform, device: once per sweep
