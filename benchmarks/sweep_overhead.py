@@ -25,7 +25,8 @@ def light_notebook(path, work):
 def main():
     ap = argparse.ArgumentParser(); ap.add_argument('--runs', type=int, default=8); ap.add_argument('--work', type=float, default=2.0)
     a = ap.parse_args()
-    from cvkit.lab.sweep import Sweep, read_status, run_id
+    from cvkit.lab.sweep import Sweep
+    from cvkit.lab.store import read_status
     tmp = Path(tempfile.mkdtemp()); nb = light_notebook(tmp/'light.ipynb', a.work)
     res = {}
     for workers in (1, 2):

@@ -1,17 +1,18 @@
-"Deploy: ONNX export (both exporters, fallback, bad input), parity against onnxruntime run directly, gates, merged LoRA, `cvkit export`."
+"""Deploy: ONNX export (both exporters, fallback, bad input), parity against onnxruntime run directly, gates, merged LoRA,
+and `cvkit export` on the run folder of a real (reduced) `cvkit demo`: one demo run, shared by every test here."""
 import json
 import numpy as np, pytest, torch, onnx, onnxruntime as ort
 from torch import nn
 from sklearn.metrics import accuracy_score
-from cvkit.core import save_json
+from cvkit.cli import main as cvkit_main
+from cvkit.lab.store import RunDir, SweepDir
 from cvkit.data.builtin import digits
 from cvkit.models.factory import create_model
-from cvkit.train import fit
 from cvkit.evaluate.report import evaluate
 from cvkit.evaluate.gate import gate
 from cvkit.deploy.export import (ExportError, OnnxCheckError, OnnxModule, attach_deployment, check_onnx, export_onnx,
                                  onnx_metadata, parity, predict_onnx)
-from cvkit.deploy.ship import export_main
+from cvkit.deploy.ship import export_main, load_for_export
 
 @pytest.fixture(scope='module')
 def data():
@@ -19,14 +20,20 @@ def data():
     return ds, ds.split('train'), ds.split('valid'), ds.split('test')
 
 @pytest.fixture(scope='module')
-def trained(data, tmp_path_factory):
-    ds, train, valid, test = data
-    run = tmp_path_factory.mktemp('run')
-    torch.manual_seed(0)
-    net = create_model('cvkit_cnn_tiny', num_classes=10)
-    res = fit(net, train, valid, epochs=2, lr=1e-2, ckpt_dir=run/'checkpoints', progress=False, seed=0)
-    save_json(dict(dataset='digits', size=32, model='cvkit_cnn_tiny', seed=0), run/'config.json')   # a `cvkit demo` run folder
-    return net.eval(), run
+def demo_run(tmp_path_factory):
+    "The run folder of a real, reduced `cvkit demo` (one tiny backbone, one seed, two epochs)."
+    root = tmp_path_factory.mktemp('demo')
+    rc = cvkit_main(['demo', '--backbones', 'cvkit_cnn_tiny', '--seeds', '0', '--epochs', '2', '--workers', '1', '--no-progress',
+                     '--root', str(root), '--name', 'd'])
+    assert rc == 0
+    (run,) = SweepDir(root/'d').runs()
+    assert run.status()['status'] == 'completed'
+    return run
+
+@pytest.fixture(scope='module')
+def trained(demo_run):
+    net, info = load_for_export(demo_run.path)
+    return net, demo_run.path
 
 @pytest.fixture(scope='module')
 def exported(trained, tmp_path_factory):
@@ -152,23 +159,56 @@ def test_merged_lora_exports_with_parity(trained, data, tmp_path):
     assert par.max_abs_diff <= 1e-4 and par.top1_agreement['value'] == 1.0 and par.gate().passed
     np.testing.assert_allclose(ort_logits(e, x.numpy()), y_lora, atol=1e-4)   # the file computes the LoRA model
 
-# --- cvkit export -------------------------------------------------------------------------------------------------
-def test_export_main_run_folder(trained, tmp_path, capsys):
+# --- cvkit export ---------------------------------------------------------------------------------------------------
+def test_load_for_export_reads_the_run_folder(demo_run):
+    from cvkit.core import load_checkpoint
+    net, info = load_for_export(demo_run.path)
+    p = demo_run.params()
+    assert (p['backbone'], p['dataset'], p['size'], p['seed']) == ('cvkit_cnn_tiny', 'digits', 32, 0)   # the run's params.json
+    assert (info['model'], info['dataset'], info['size'], info['seed']) == ('cvkit_cnn_tiny', 'digits', 32, 0)
+    assert info['checkpoint'] == str(demo_run.checkpoint()) and info['run'] == str(demo_run.path)
+    state, saved = load_checkpoint(demo_run.checkpoint())
+    for k, v in net.state_dict().items(): assert torch.equal(v, state['model'][k]), k     # the weights of the run's best checkpoint
+    assert saved['meta']['dataset_fingerprint'] == demo_run.lineage()['dataset'] == p['data_fingerprint']
+
+def test_cvkit_export_on_a_real_demo_run(demo_run, capsys):
+    rc = cvkit_main(['export', str(demo_run.path), '--threads', '1', '--batch-sizes', '1,8', '--iters', '5', '--dollars-per-hour', '0.1'])
+    printed = capsys.readouterr().out
+    ex = demo_run.export                                     # default output: <run>/export
+    assert ex.onnx.stat().st_size > 1000 and ex.deployment_png.stat().st_size > 1000 and ex.summary_md.exists()
+    par = ex.parity()['export']
+    assert 0 < par['parity_max_abs_diff'] <= 1e-4 and par['parity_top1_agreement']['value'] >= 0.999
+    dep = ex.deployment()
+    rows = {(r['runtime'], r['batch']): r for r in dep['rows']}
+    assert {('eager', 1), ('ort_fp32', 1), ('ort_fp32', 8)} <= set(rows)
+    assert all(rows[k]['p50_ms'] > 0 and rows[k]['throughput'] > 0 for k in rows if rows[k]['status'] == 'ok')
+    rep = ex.report()
+    assert rep['deployment']['runtime'] == 'ort_fp32' and rep['deployment']['p95_ms'] > 0
+    # the export was evaluated on the run's own test split (same dataset, size and seed): the ONNX model's accuracy is the run's
+    onnx_acc, run_acc = rep['metrics']['accuracy']['value'], demo_run.metrics()['accuracy']
+    assert rep['n'] == demo_run.params()['n_test']
+    assert onnx_acc == pytest.approx(run_acc, abs=1 / rep['n'] + 1e-12)
+    assert rc == 0 and 'Gate PASSED** (export parity)' in printed and str(demo_run.checkpoint()) in printed
+
+def test_export_main_run_folder_int8(trained, tmp_path, capsys):
     net, run = trained
     out = tmp_path/'out'
     rc = export_main([str(run), '--out', str(out), '--quantize', 'static', '--threads', '1', '--batch-sizes', '1', '--iters', '5',
                       '--dollars-per-hour', '0.1', '--n-calib', '64'])
     printed = capsys.readouterr().out
-    assert {'model.onnx', 'model.int8.onnx', 'deployment.json', 'deployment.md', 'deployment.png', 'report.json', 'parity.json', 'summary.md'} <= {p.name for p in out.iterdir()}
-    d = json.loads((out/'parity.json').read_text())
+    from cvkit.lab.store import ExportDir
+    ex = ExportDir(out)
+    for f in (ex.onnx, ex.int8_onnx, ex.deployment_json, ex.deployment_md, ex.deployment_png, ex.report_json, ex.parity_json, ex.summary_md):
+        assert f.exists(), f
+    d = ex.parity()
     ag = d['int8']['parity_top1_agreement']['value']
     assert d['export']['parity_max_abs_diff'] <= 1e-4
     assert rc == (0 if ag >= 0.99 else 1) and 'Gate PASSED** (export parity)' in printed
-    rep = json.loads((out/'report.json').read_text())
+    rep = ex.report()
     assert rep['deployment']['p95_ms'] > 0 and rep['deployment']['runtime'] == 'ort_int8'
     # the INT8 file computes what parity.json says: check agreement with onnxruntime directly
     test = digits(size=32, seed=0).split('test')
-    q = np.concatenate([ort_logits(out/'model.int8.onnx', b) for b in batches(test)])
+    q = np.concatenate([ort_logits(ex.int8_onnx, b) for b in batches(test)])
     with torch.no_grad(): e = np.concatenate([net(torch.from_numpy(b)).numpy() for b in batches(test)])
     assert ag == pytest.approx((q.argmax(1) == e.argmax(1)).mean())
 
@@ -178,5 +218,5 @@ def test_export_main_bad_input_and_failing_gate(trained, tmp_path, capsys):
     (tmp_path/'empty').mkdir()
     assert export_main([str(tmp_path/'empty')]) == 2
     assert 'checkpoints/best.safetensors' in capsys.readouterr().err
-    rc = export_main([str(trained[1]/'checkpoints'/'best.safetensors'), '--out', str(tmp_path/'o'), '--no-bench', '--max-parity-diff', '1e-12'])
+    rc = export_main([str(RunDir(trained[1]).checkpoint()), '--out', str(tmp_path/'o'), '--no-bench', '--max-parity-diff', '1e-12'])
     assert rc == 1 and 'Gate FAILED' in capsys.readouterr().out

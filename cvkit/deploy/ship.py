@@ -8,7 +8,8 @@ import argparse, json, sys, time
 from pathlib import Path
 import numpy as np
 import torch
-from ..core import load_checkpoint, load_json, save_json, atomic_write, CheckpointError
+from ..core import load_checkpoint, save_json, atomic_write, CheckpointError
+from ..lab.store import RunDir, ExportDir
 from ..models.factory import create_model
 from ..evaluate.report import evaluate
 from ..evaluate.gate import gate
@@ -20,28 +21,34 @@ from .bench import benchmark, eager_runtime, ort_runtime
 __all__ = ['load_for_export', 'ship', 'export_main']
 
 # %% ../../nbs/deploy/04_ship.ipynb #768c4f8d
-def _find_checkpoint(src:Path)->tuple[Path, dict]:
-    "The checkpoint and run config for a checkpoint path or a run folder."
+def _run_of(src:Path)->tuple[Path, RunDir|None]:
+    "The checkpoint and the run folder (if any) for a checkpoint path, a run folder or its checkpoints folder."
     if src.is_dir():
-        cfg = load_json(src/'config.json') if (src/'config.json').exists() else {}
-        for c in (src/'checkpoints'/'best.safetensors', src/'checkpoints'/'last.safetensors', src/'best.safetensors', src/'model.safetensors'):
-            if c.exists(): return c, cfg
-        raise CheckpointError(f'{src} is a folder without a checkpoint: expected checkpoints/best.safetensors (a `cvkit demo` run) '
-                              'or best.safetensors. Pass the checkpoint file itself.')
+        rd = RunDir(src.parent) if RunDir(src.parent).checkpoints == src else RunDir(src)
+        c = rd.checkpoint()
+        if c is None: raise CheckpointError(f'{src} is a folder without a checkpoint: expected {rd.checkpoint_path("best").relative_to(rd.path)} '
+                                            '(a `cvkit demo` run folder). Pass the checkpoint file itself.')
+        return c, rd
     if not (src.exists() or src.with_suffix('.safetensors').exists() or Path(str(src) + '.safetensors').exists()):
         raise FileNotFoundError(f'{src} does not exist: pass a cvkit checkpoint (.safetensors/.json) or a `cvkit demo` run folder.')
-    run = src.parent.parent if src.parent.name == 'checkpoints' else src.parent
-    return src, (load_json(run/'config.json') if (run/'config.json').exists() else {})
+    rd = RunDir(src.parent.parent)
+    return src, (rd if rd.checkpoints == src.parent and (rd.params_json.exists() or rd.lineage_json.exists()) else None)
 
+def _setting(key:str, *sources):
+    "The first non-empty `key` among the dict `sources`."
+    return next((s[key] for s in sources if s and s.get(key) not in (None, '')), None)
+
+# %% ../../nbs/deploy/04_ship.ipynb #787c9015
 def load_for_export(source,                 # a cvkit checkpoint (either file of the pair, or its stem) or a run folder
-                    model:str|None=None     # model name, when the checkpoint metadata does not say
+                    model:str|None=None     # model name, when neither the checkpoint nor the run says
                    )->tuple:
-    "Rebuild the trained model from a checkpoint or run folder: returns (model, info) with classes, input size and run config."
-    ckpt, cfg = _find_checkpoint(Path(source))
+    "Rebuild the trained model from a checkpoint or run folder: returns (model, info) with classes, input size, dataset and seed."
+    ckpt, rd = _run_of(Path(source))
     state, info = load_checkpoint(ckpt)
     meta = info.get('meta') or {}
-    mcfg = meta.get('model') or {}
-    name = model or mcfg.get('name') or cfg.get('model') or (meta.get('config') or {}).get('model')
+    mcfg, old = meta.get('model') or {}, meta.get('config') or {}          # `config`: checkpoints saved with meta=dict(config=...)
+    params, lin = (rd.params(), rd.lineage()) if rd else ({}, {})
+    name = model or mcfg.get('name') or _setting('backbone', params, lin.get('config')) or _setting('model', params, old)
     if not name: raise CheckpointError(f'{ckpt} does not record which model it holds; pass --model NAME (e.g. cvkit_cnn_small).')
     sd = state.get('model', state) if isinstance(state, dict) else state
     if not isinstance(sd, dict) or not sd: raise CheckpointError(f'{ckpt} holds no model state dict (keys: {list(state)[:8]}).')
@@ -52,10 +59,11 @@ def load_for_export(source,                 # a cvkit checkpoint (either file of
     except RuntimeError as e:
         raise CheckpointError(f'the weights in {ckpt} do not fit model {name!r} with {num_classes} classes: {str(e).splitlines()[0]}. '
                               'Pass --model naming the architecture it was trained with.') from e
-    size = cfg.get('size') or (meta.get('config') or {}).get('size') or (mcfg.get('input_size') or [None, None, None])[-1]
-    in_chans = mcfg.get('in_chans') or 3
-    return net.eval(), dict(checkpoint=str(ckpt), model=name, classes=classes, size=size, in_chans=in_chans,
-                            dataset=cfg.get('dataset') or (meta.get('config') or {}).get('dataset'), seed=cfg.get('seed', 0), config=cfg)
+    size = _setting('size', params, lin.get('config'), old) or (mcfg.get('input_size') or [None])[-1]
+    seed = _setting('seed', params, lin, old)
+    return net.eval(), dict(checkpoint=str(ckpt), run=str(rd.path) if rd else None, model=name, classes=classes, size=size,
+                            in_chans=mcfg.get('in_chans') or 3, dataset=_setting('dataset', params, lin.get('config'), meta, old),
+                            seed=0 if seed is None else seed, params=params)
 
 # %% ../../nbs/deploy/04_ship.ipynb #9e401edb
 def _dataset(kind, size, seed):
@@ -64,6 +72,41 @@ def _dataset(kind, size, seed):
     if kind == 'shapes': return shapes(n=1000, size=size, seed=seed)
     raise ValueError(f"unknown dataset {kind!r}; use 'digits' or 'shapes' (the built-in data the checkpoint was trained on).")
 
+def _export_variants(net, ds, out:ExportDir, size, test, opset, exporter, quantize, n_calib, threads):
+    "Export fp32 ONNX (and INT8 if asked) into `out`; returns (export, parities, variant files, shipped runtime)."
+    exp = export_onnx(net, out.onnx, input_size=size, opset=opset, exporter=exporter)
+    par = parity(net, exp, test, threads=threads)
+    pars, variants = {'ort_fp32': par}, {'ort_fp32': exp.path}
+    if quantize != 'none':
+        q = (quantize_static_onnx(exp, ds.split('train'), out=out.int8_onnx, n_calib=n_calib) if quantize == 'static'
+             else quantize_dynamic_onnx(exp, out=out.int8_onnx))
+        pars['ort_int8'], variants['ort_int8'] = parity(net, q, test, threads=threads, eager=par.eager), q
+    return exp, pars, variants, ('ort_int8' if 'ort_int8' in variants else 'ort_fp32')
+
+def _bench(net, out:ExportDir, variants, pars, target, size, batch_sizes, threads, iters, dollars_per_hour):
+    "Benchmark eager and every ONNX variant; write deployment.json/.md/.png into `out`."
+    rts = [eager_runtime(net, 'eager')] + [ort_runtime(p, n, threads=threads) for n, p in variants.items()]
+    rep = benchmark(rts, input_size=size, batch_sizes=tuple(batch_sizes), threads=threads, iters=iters, baseline='eager',
+                    target=target, parity=pars, dollars_per_hour=dollars_per_hour)
+    rep.save(out.deployment_json)
+    with atomic_write(out.deployment_md) as f: f.write(rep.to_markdown() + '\n')
+    import matplotlib; matplotlib.use('Agg', force=False)
+    import matplotlib.pyplot as plt
+    ax = rep.plot(); ax[0].figure.savefig(out.deployment_png, dpi=110); plt.close(ax[0].figure)
+    return rep
+
+def _gates(pars, target, rep, max_parity_diff, min_parity_agreement, min_int8_agreement, max_latency_ms):
+    "The export-parity gate, the evaluation of the shipped runtime, and the ship gate on it."
+    export_gate = gate({'deployment': pars['ort_fp32'].to_dict()}, dict(name='export parity', rules=[
+        dict(rule='max_parity_diff', max=max_parity_diff), dict(rule='min_parity_agreement', min=min_parity_agreement)]))
+    report = evaluate(pars[target].onnx, n_boot=500, seed=0)
+    attach_deployment(report, pars[target], *([rep.deployment_dict(target, 1)] if rep is not None else []))
+    rules = [dict(rule='min_parity_agreement', min=min_int8_agreement if target == 'ort_int8' else min_parity_agreement)]
+    if target == 'ort_fp32': rules.append(dict(rule='max_parity_diff', max=max_parity_diff))
+    if max_latency_ms is not None: rules.append(dict(rule='max_latency', max=max_latency_ms))
+    return export_gate, gate(report, dict(name=f'ship {target}', rules=rules)), report
+
+# %% ../../nbs/deploy/04_ship.ipynb #70816b43
 def ship(source,                        # checkpoint or run folder
          out=None,                      # output folder (default: <run>/export, or beside the checkpoint)
          data:str|None=None,            # 'digits' or 'shapes' (default: the run's dataset)
@@ -81,56 +124,30 @@ def ship(source,                        # checkpoint or run folder
     "Export a checkpoint to ONNX, check parity, optionally quantise, benchmark and gate; write everything to `out`."
     if quantize not in ('static', 'dynamic', 'none'): raise ValueError(f"quantize must be 'static', 'dynamic' or 'none', got {quantize!r}.")
     net, info = load_for_export(source, model)
-    src = Path(source)
-    out = Path(out) if out else (src/'export' if src.is_dir() else src.parent/'export')
-    out.mkdir(parents=True, exist_ok=True)
+    out = ExportDir(out) if out else (RunDir(info['run']).export if info['run'] else RunDir(Path(info['checkpoint']).parent).export)
+    out.path.mkdir(parents=True, exist_ok=True)
     kind = data or info['dataset'] or 'digits'
     if not info['size']: raise ValueError(f"{info['checkpoint']} does not record the image size; it cannot be evaluated on {kind!r}.")
     ds = _dataset(kind, int(info['size']), int(info['seed'] or 0))
     if info['classes'] and list(ds.classes) != list(info['classes']):
         raise ValueError(f"the checkpoint's classes {info['classes'][:10]} differ from {kind!r}'s {ds.classes[:10]}; pass --data naming its dataset.")
-    test = ds.split(split)
-    size = (info['in_chans'], int(info['size']), int(info['size']))
-    exp = export_onnx(net, out/'model.onnx', input_size=size, opset=opset, exporter=exporter)
-    par = parity(net, exp, test, threads=threads)
-    pars, variants, target = {'ort_fp32': par}, {'ort_fp32': exp.path}, 'ort_fp32'
-    if quantize != 'none':
-        q = (quantize_static_onnx(exp, ds.split('train'), out=out/'model.int8.onnx', n_calib=n_calib) if quantize == 'static'
-             else quantize_dynamic_onnx(exp, out=out/'model.int8.onnx'))
-        pars['ort_int8'] = parity(net, q, test, threads=threads, eager=par.eager)
-        variants['ort_int8'], target = q, 'ort_int8'
-    rep = None
-    if bench:
-        rts = [eager_runtime(net, 'eager')] + [ort_runtime(p, n, threads=threads) for n, p in variants.items()]
-        rep = benchmark(rts, input_size=size, batch_sizes=tuple(batch_sizes), threads=threads, iters=iters, baseline='eager',
-                        target=target, parity=pars, dollars_per_hour=dollars_per_hour)
-        rep.save(out/'deployment.json')
-        with atomic_write(out/'deployment.md') as f: f.write(rep.to_markdown() + '\n')
-        import matplotlib; matplotlib.use('Agg', force=False)
-        import matplotlib.pyplot as plt
-        ax = rep.plot(); ax[0].figure.savefig(out/'deployment.png', dpi=110); plt.close(ax[0].figure)
-    # gates: the fp32 export must match eager; the shipped runtime must keep agreement and meet the latency budget
-    export_gate = gate({'deployment': par.to_dict()}, dict(name='export parity', rules=[dict(rule='max_parity_diff', max=max_parity_diff),
-                                                                                        dict(rule='min_parity_agreement', min=min_parity_agreement)]))
-    report = evaluate(pars[target].onnx, n_boot=500, seed=0)
-    attach_deployment(report, pars[target], *( [rep.deployment_dict(target, 1)] if rep is not None else []))
-    rules = [dict(rule='min_parity_agreement', min=min_int8_agreement if target == 'ort_int8' else min_parity_agreement)]
-    if target == 'ort_fp32': rules.append(dict(rule='max_parity_diff', max=max_parity_diff))
-    if max_latency_ms is not None: rules.append(dict(rule='max_latency', max=max_latency_ms))
-    ship_gate = gate(report, dict(name=f'ship {target}', rules=rules))
-    report.save(out/'report.json')
-    save_json(dict(export=par.to_dict(), **({'int8': pars['ort_int8'].to_dict()} if 'ort_int8' in pars else {})), out/'parity.json')
-    passed = export_gate.passed and ship_gate.passed
+    test, size = ds.split(split), (info['in_chans'], int(info['size']), int(info['size']))
+    exp, pars, variants, target = _export_variants(net, ds, out, size, test, opset, exporter, quantize, n_calib, threads)
+    rep = _bench(net, out, variants, pars, target, size, batch_sizes, threads, iters, dollars_per_hour) if bench else None
+    export_gate, ship_gate, report = _gates(pars, target, rep, max_parity_diff, min_parity_agreement, min_int8_agreement, max_latency_ms)
+    report.save(out.report_json)
+    save_json(dict(export=pars['ort_fp32'].to_dict(), **({'int8': pars['ort_int8'].to_dict()} if 'ort_int8' in pars else {})), out.parity_json)
     summary = '\n\n'.join([f"# cvkit export: {info['model']} from {info['checkpoint']}",
                             f"- ONNX: `{exp.path}` ({exp.exporter} exporter, opset {exp.opset}, {exp.size_mb:.2f} MB)" +
                             (f"\n- INT8: `{variants['ort_int8']}` ({quantize})" if 'ort_int8' in variants else '') +
-                            f"\n- evaluated on {kind}/{split} (n={len(test)})", export_gate.to_markdown(), ship_gate.to_markdown()]
+                            f"\n- evaluated on {kind}/{split} (n={len(test)}, split seed {info['seed']})", export_gate.to_markdown(), ship_gate.to_markdown()]
                            + ([rep.to_markdown()] if rep is not None else []))
-    with atomic_write(out/'summary.md') as f: f.write(summary + '\n')
+    with atomic_write(out.summary_md) as f: f.write(summary + '\n')
     if verbose: print(summary)
-    return dict(out=out, onnx=exp.path, int8=variants.get('ort_int8'), parity=pars, report=rep, eval_report=report,
-                gates=[export_gate, ship_gate], passed=passed)
+    return dict(out=out.path, onnx=exp.path, int8=variants.get('ort_int8'), parity=pars, report=rep, eval_report=report,
+                gates=[export_gate, ship_gate], passed=export_gate.passed and ship_gate.passed)
 
+# %% ../../nbs/deploy/04_ship.ipynb #6c5a731e
 def _parser():
     p = argparse.ArgumentParser(prog='cvkit export', description='Export a cvkit checkpoint to ONNX, check parity, quantise, benchmark and gate.')
     p.add_argument('source', help='a cvkit checkpoint (.safetensors/.json) or a `cvkit demo` run folder')

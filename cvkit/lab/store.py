@@ -4,12 +4,14 @@
 
 # %% ../../nbs/lab/00a_store.ipynb #70b47e7e
 from __future__ import annotations
-import contextlib, datetime, hashlib, json, math, os, tempfile
+import contextlib, datetime, hashlib, json, math, os, re, tempfile
 from pathlib import Path
 from typing import Any
+from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['to_jsonable', 'atomic_write', 'save_json', 'load_json', 'append_jsonl', 'read_jsonl', 'sha256_file', 'now_utc']
+__all__ = ['to_jsonable', 'atomic_write', 'save_json', 'load_json', 'append_jsonl', 'read_jsonl', 'sha256_file', 'now_utc',
+           'ExportDir', 'RunDir', 'read_status', 'run_id', 'SweepDir']
 
 # %% ../../nbs/lab/00a_store.ipynb #c0f1a616
 def to_jsonable(o:Any)->Any:
@@ -25,6 +27,12 @@ def to_jsonable(o:Any)->Any:
     return o
 
 # %% ../../nbs/lab/00a_store.ipynb #798bc0b5
+_UMASK = os.umask(0o022); os.umask(_UMASK)   # read once, at import
+
+def _mode_of(path:Path)->int:
+    try: return os.stat(path).st_mode & 0o7777
+    except FileNotFoundError: return 0o666 & ~_UMASK
+
 @contextlib.contextmanager
 def atomic_write(path:str|Path, # the file to (re)write
                  mode:str='w',  # 'w' for text, 'wb' for bytes
@@ -36,6 +44,7 @@ def atomic_write(path:str|Path, # the file to (re)write
         with os.fdopen(fd, mode, **({} if 'b' in mode else dict(encoding=encoding))) as f:
             yield f
             f.flush(); os.fsync(f.fileno())
+        os.chmod(tmp, _mode_of(path))         # mkstemp makes 0600 files: keep the old file's mode, else the umask's default
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
@@ -80,3 +89,140 @@ def sha256_file(path:str|Path)->str:
 def now_utc(timespec:str='milliseconds')->str:
     "The current UTC time in ISO 8601, e.g. '2026-11-30T06:10:45.123+00:00'."
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec=timespec)
+
+# %% ../../nbs/lab/00a_store.ipynb #45585869
+def _file(name:str, doc:str)->property:
+    "A read-only property giving `self.path/name`."
+    return property(lambda self: self.path/name, doc=doc)
+
+def _read(path:Path, default=None):
+    "The JSON in `path`, or `default` when the file does not exist (a corrupt file still raises, naming it)."
+    return load_json(path) if path.exists() else default
+
+class ExportDir:
+    "The files `cvkit export` writes: ONNX models, parity, the deployment benchmark, the evaluation and a summary."
+    onnx = _file('model.onnx', 'the fp32 ONNX model')
+    int8_onnx = _file('model.int8.onnx', 'the INT8 (quantised) ONNX model')
+    parity_json = _file('parity.json', 'eager-vs-ONNX parity of each exported variant')
+    deployment_json = _file('deployment.json', 'the DeploymentReport (latency, throughput, cost)')
+    deployment_md = _file('deployment.md', 'the DeploymentReport as markdown')
+    deployment_png = _file('deployment.png', 'the DeploymentReport plot')
+    report_json = _file('report.json', 'the EvalReport of the shipped runtime, with its deployment section')
+    summary_md = _file('summary.md', 'what `cvkit export` printed: gates, benchmark, parity')
+    def __init__(self, path:str|Path): self.path = Path(path)
+    def __fspath__(self): return str(self.path)
+    def __repr__(self): return f'{type(self).__name__}({str(self.path)!r})'
+    def parity(self)->dict: return _read(self.parity_json, {})
+    def deployment(self)->dict|None: return _read(self.deployment_json)
+    def report(self)->dict|None: return _read(self.report_json)
+
+# %% ../../nbs/lab/00a_store.ipynb #66e3e5f6
+class RunDir:
+    "The files of one run folder (`runs/<sweep>/<run-id>/`, or any folder a tracked `Run` writes to)."
+    run_json = _file('run.json', "the run's spec: notebook, parameters, kernel, environment (written by the sweep)")
+    params_json = _file('params.json', 'parameters: the sweep plan, then `log_params`')
+    lineage_json = _file('lineage.json', 'code, versions, device, config, seed and dataset fingerprint')
+    status_json = _file('status.json', "the run's state, timings and error (written by the sweep runner)")
+    notebook = _file('notebook.ipynb', 'the executed notebook')
+    log_txt = _file('log.txt', "the runner's stdout and stderr")
+    metrics_json = _file('metrics.json', 'latest value of every metric, as plain numbers')
+    estimates_json = _file('estimates.json', 'metrics with their intervals: name -> Estimate dict')
+    bootstrap_json = _file('bootstrap.json', "per-metric bootstrap replicates over the test images (for the sweep's two-level interval)")
+    track_jsonl = _file('track.jsonl', 'the append-only history of every log call')
+    artifacts = _file('artifacts', 'copies of logged files')
+    report_json = _file('report.json', 'the EvalReport, as JSON')
+    report_md = _file('report.md', 'the EvalReport, as markdown')
+    predictions = _file('predictions.parquet', 'test-split predictions')
+    valid_predictions = _file('valid_predictions.parquet', 'validation-split predictions (calibration)')
+    history_csv = _file('history.csv', 'the training history, one row per epoch')
+    checkpoints = _file('checkpoints', 'checkpoints written by `fit` (best.* and last.*)')
+    adapter = _file('adapter', 'a saved PEFT adapter (LoRA/DoRA), when the study adapts a backbone')
+    wandb = _file('wandb', 'the wandb run, when wandb is enabled')
+    def __init__(self, path:str|Path): self.path = Path(path)
+    def __fspath__(self): return str(self.path)
+    def __repr__(self): return f'RunDir({str(self.path)!r})'
+    @property
+    def name(self)->str: return self.path.name
+    @property
+    def export(self)->ExportDir: return ExportDir(self.path/'export')
+    def checkpoint_path(self, which:str='best')->Path: return self.checkpoints/f'{which}.safetensors'
+    def rerun_dir(self, stamp:str)->RunDir: return RunDir(self.path.parent/'_reruns'/f'{self.path.name}-{stamp}')
+
+# %% ../../nbs/lab/00a_store.ipynb #adc11de5
+@patch
+def params(self:RunDir)->dict: "Parameters (`params.json`), {} if none."; return _read(self.params_json, {})
+@patch
+def metrics(self:RunDir)->dict: "Latest metric values (`metrics.json`), {} if none."; return _read(self.metrics_json, {})
+@patch
+def estimates(self:RunDir)->dict: "Metric -> Estimate dict (`estimates.json`), {} if none."; return _read(self.estimates_json, {})
+@patch
+def bootstrap(self:RunDir)->dict|None: "Bootstrap replicates (`bootstrap.json`), or None."; return _read(self.bootstrap_json)
+@patch
+def lineage(self:RunDir)->dict: "Lineage (`lineage.json`), {} if none."; return _read(self.lineage_json, {})
+@patch
+def spec(self:RunDir)->dict: "The sweep's spec of this run (`run.json`), {} if none."; return _read(self.run_json, {})
+@patch
+def report(self:RunDir)->dict|None: "The EvalReport as a dict (`report.json`), or None."; return _read(self.report_json)
+
+@patch
+def status(self:RunDir)->dict:
+    "The run's `status.json`, or `{'status': 'missing'}` when it has none (or it cannot be read)."
+    try: return load_json(self.status_json)
+    except Exception: return dict(status='missing')
+
+@patch
+def write_status(self:RunDir, **kw)->dict:
+    "Merge `kw` into `status.json` (stamping `updated`), atomically; returns the new status."
+    st = {**self.status(), **kw, 'updated': now_utc('seconds')}
+    save_json(st, self.status_json); return st
+
+@patch
+def checkpoint(self:RunDir, which:str|None=None)->Path|None:
+    "The run's checkpoint weights: `which` ('best'/'last'), else best, else last; None when there is none."
+    for w in ([which] if which else ['best', 'last']):
+        if self.checkpoint_path(w).exists(): return self.checkpoint_path(w)
+    return None
+
+@patch
+def checkpoint_meta(self:RunDir, which:str|None=None)->dict:
+    "The `meta` of the checkpoint's JSON (model config, classes, dataset, epoch), {} when there is no checkpoint."
+    c = self.checkpoint(which)
+    return {} if c is None else (_read(c.with_suffix('.json'), {}) or {}).get('meta') or {}
+
+# %% ../../nbs/lab/00a_store.ipynb #416ede3a
+def read_status(run_dir:str|Path)->dict:
+    "A run's `status.json`, or `{'status': 'missing'}`."
+    return RunDir(run_dir).status()
+
+# %% ../../nbs/lab/00a_store.ipynb #65179bc4
+def _canon(params:dict)->str: return json.dumps(to_jsonable(params), sort_keys=True, separators=(',', ':'))
+
+def run_id(params:dict, max_len:int=60)->str:
+    "A stable, readable, file-system-safe id for a parameter dict: `k1=v1_k2=v2-<sha8>`."
+    h = hashlib.sha256(_canon(params).encode()).hexdigest()[:8]
+    txt = '_'.join(f'{k}={v}' for k, v in sorted(params.items()))
+    txt = re.sub(r'[^A-Za-z0-9._=+-]+', '-', txt).strip('-')[:max_len].rstrip('-_')
+    return f'{txt}-{h}' if txt else h
+
+class SweepDir:
+    "The files of a sweep folder (`runs/<sweep>/`): the plan, the notebook as launched, run folders, reruns, the summary."
+    sweep_json = _file('sweep.json', 'the plan: notebook, grid, seeds, fixed parameters, run ids')
+    source = _file('source.ipynb', 'the study notebook as the sweep launched it (every run executes this copy)')
+    reruns = _file('_reruns', 'scratch folders of `cvkit rerun`')
+    summary_md = _file('summary.md', 'the summary as markdown')
+    summary_html = _file('summary.html', 'the summary as a standalone page')
+    summary_csv = _file('summary.csv', 'one row per run: status, parameters, timings, metrics')
+    summary_png = _file('summary.png', 'the summary plot')
+    def __init__(self, path:str|Path): self.path = Path(path)
+    def __fspath__(self): return str(self.path)
+    def __repr__(self): return f'SweepDir({str(self.path)!r})'
+    @property
+    def name(self)->str: return self.path.name
+    def exists(self)->bool: "Whether this is a sweep folder (it has `sweep.json`)."; return self.sweep_json.exists()
+    def meta(self)->dict:
+        "The plan (`sweep.json`), with an error naming the folder when it is not a sweep folder."
+        if not self.exists(): raise FileNotFoundError(f'{self.path} is not a sweep folder (no sweep.json); pass runs/<sweep>.')
+        return load_json(self.sweep_json)
+    def run(self, params_or_id)->RunDir: "The run folder of a run id or a parameter dict."; return RunDir(self.path/(params_or_id if isinstance(params_or_id, str) else run_id(params_or_id)))
+    def runs(self)->list[RunDir]: "Every planned run folder, in plan order."; return [self.run(r) for r in self.meta()['runs']]
+    def statuses(self)->dict: "run id -> status of every planned run."; return {r.name: r.status().get('status') for r in self.runs()}

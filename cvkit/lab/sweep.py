@@ -4,13 +4,16 @@
 
 # %% ../../nbs/lab/01_sweep.ipynb #21901e55
 from __future__ import annotations
-import datetime, hashlib, itertools, json, math, os, re, shutil, signal, subprocess, sys, threading, time, traceback, warnings
+import datetime, itertools, json, math, os, re, shutil, signal, subprocess, sys, threading, time, traceback, warnings
 from pathlib import Path
-from .track import save_json, load_json, to_jsonable   # torch-free: the runner starts fast
+from fastcore.basics import patch
+# torch-free: the runner starts fast. Every file name of a run or sweep folder, the run ids and the status file
+# come from the store, which the summary shares (sweep and summary do not import each other).
+from .store import RunDir, SweepDir, run_id, read_status, save_json, load_json, to_jsonable, sha256_file, now_utc, _canon
 
 # %% auto #0
-__all__ = ['VOLATILE', 'SweepError', 'notebook_params', 'check_params', 'parse_value', 'run_id', 'plan_runs', 'read_status',
-           'launch', 'Sweep', 'run', 'statuses', 'rerun']
+__all__ = ['VOLATILE', 'SweepError', 'notebook_params', 'check_params', 'parse_value', 'plan_runs', 'launch', 'Sweep', 'statuses',
+           'rerun']
 
 # %% ../../nbs/lab/01_sweep.ipynb #beadf4d6
 class SweepError(ValueError):
@@ -69,15 +72,6 @@ def parse_value(text:str, default_type:str|None=None):
     return v
 
 # %% ../../nbs/lab/01_sweep.ipynb #3cc6eed7
-def _canon(params:dict)->str: return json.dumps(to_jsonable(params), sort_keys=True, separators=(',', ':'))
-
-def run_id(params:dict, max_len:int=60)->str:
-    "A stable, readable, file-system-safe id for a parameter dict: `k1=v1_k2=v2-<sha8>`."
-    h = hashlib.sha256(_canon(params).encode()).hexdigest()[:8]
-    txt = '_'.join(f'{k}={v}' for k, v in sorted(params.items()))
-    txt = re.sub(r'[^A-Za-z0-9._=+-]+', '-', txt).strip('-')[:max_len].rstrip('-_')
-    return f'{txt}-{h}' if txt else h
-
 def plan_runs(grid:dict|None=None,      # name -> list of values: every combination runs
               random:int|None=None,     # draw this many combinations at random instead (values: lists, or scipy distributions)
               seeds:list|None=None,     # every configuration runs once per seed
@@ -116,17 +110,6 @@ def plan_runs(grid:dict|None=None,      # name -> list of values: every combinat
 # %% ../../nbs/lab/01_sweep.ipynb #d5d2562c
 _DONE = ('completed',)
 
-def _now()->str: return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
-
-def read_status(run_dir:str|Path)->dict:
-    "A run's `status.json`, or `{'status': 'missing'}`."
-    p = Path(run_dir)/'status.json'
-    try: return load_json(p)
-    except Exception: return dict(status='missing')
-
-def _write_status(run_dir:Path, **kw)->dict:
-    st = {**read_status(run_dir), **kw, 'updated': _now()}
-    save_json(to_jsonable(st), run_dir/'status.json'); return st
 
 def _cell_seconds(nb_path:Path)->float:
     "Seconds papermill spent executing cells (the notebook's own compute)."
@@ -146,11 +129,11 @@ def _pdeathsig():
 def _execute_run(run_dir:str|Path)->dict:
     "Runner body: execute the notebook of `run_dir/run.json` with papermill; record the outcome in `status.json`."
     import papermill as pm, logging
-    run_dir = Path(run_dir); spec = load_json(run_dir/'run.json')
+    rd = RunDir(run_dir); run_dir = rd.path; spec = rd.spec()
     logging.basicConfig(level=logging.INFO, format='%(message)s', stream=sys.stdout, force=True)
     t0 = time.perf_counter()
-    _write_status(run_dir, status='running', started=_now(), pid=os.getpid(), ppid=os.getppid(), host=os.uname().nodename)
-    out = run_dir/'notebook.ipynb'
+    rd.write_status(status='running', started=now_utc('seconds'), pid=os.getpid(), ppid=os.getppid(), host=os.uname().nodename)
+    out = rd.notebook
     try:
         pm.execute_notebook(spec['notebook'], str(out), parameters=spec['params'], kernel_name=spec.get('kernel') or None,
                             cwd=spec['cwd'], log_output=True, progress_bar=False, stdout_file=sys.stdout, stderr_file=sys.stderr)
@@ -159,12 +142,9 @@ def _execute_run(run_dir:str|Path)->dict:
         status, err = 'failed', dict(type=e.ename, message=str(e.evalue), cell=e.exec_count, traceback=[_strip_ansi(l) for l in e.traceback][-20:])
     except Exception as e:
         status, err = 'failed', dict(type=type(e).__name__, message=str(e), cell=None, traceback=traceback.format_exc().splitlines()[-20:])
-    lin = run_dir/'lineage.json'
-    if lin.exists() and (run_dir/'params.json').exists():   # the notebook may have logged the data fingerprint
-        fp = load_json(run_dir/'params.json').get('data_fingerprint')
-        if fp:
-            d = load_json(lin); d['dataset'] = fp; save_json(d, lin)
-    return _write_status(run_dir, status=status, error=err, finished=_now(), runner_s=time.perf_counter() - t0,
+    fp = rd.params().get('data_fingerprint')       # the notebook may have logged the data fingerprint
+    if fp and rd.lineage_json.exists(): save_json({**rd.lineage(), 'dataset': fp}, rd.lineage_json)
+    return rd.write_status(status=status, error=err, finished=now_utc('seconds'), runner_s=time.perf_counter() - t0,
                          compute_s=_cell_seconds(out))
 
 def _finished(run_dir:Path)->bool: return read_status(run_dir).get('status') in ('completed', 'failed')
@@ -188,12 +168,12 @@ def launch(run_dir:str|Path,            # a prepared run folder (holding `run.js
            on_start=None,               # called with the runner's pid
           )->dict:
     "Run one prepared run in a runner process and wait for it; returns its final status (also in `status.json`)."
-    run_dir = Path(run_dir); spec = load_json(run_dir/'run.json')
+    rd = RunDir(run_dir); run_dir = rd.path; spec = rd.spec()
     env = {**os.environ, **spec.get('env', {}), 'CVKIT_RUN_DIR': str(run_dir.resolve()), 'CVKIT_RUN_ID': spec['run_id'],
            'CVKIT_SWEEP': spec.get('sweep') or '', 'PYTHONUNBUFFERED': '1', 'CVKIT_RUNNER': '1'}
     if spec.get('wandb'): env['CVKIT_WANDB'] = spec['wandb']
     t0 = time.perf_counter()
-    with open(run_dir/'log.txt', 'ab') as log:
+    with open(rd.log_txt, 'ab') as log:
         p = subprocess.Popen([sys.executable, '-m', 'cvkit.lab.sweep', str(run_dir.resolve())], stdout=log, stderr=subprocess.STDOUT,
                              env=env, preexec_fn=_pdeathsig, cwd=spec['cwd'])
         if on_start: on_start(p.pid)
@@ -204,26 +184,24 @@ def launch(run_dir:str|Path,            # a prepared run folder (holding `run.js
                 except subprocess.TimeoutExpired: _kill_tree(p.pid)
                 break
             if stop is not None and stop.is_set():
-                _kill_tree(p.pid); return _write_status(run_dir, status='interrupted', finished=_now(), wall_s=time.perf_counter() - t0,
+                _kill_tree(p.pid); return rd.write_status(status='interrupted', finished=now_utc('seconds'), wall_s=time.perf_counter() - t0,
                                                         error=dict(type='Interrupted', message='the sweep was interrupted (Ctrl-C); resume to run it again'))
             if end is not None and time.perf_counter() > end:
                 _kill_tree(p.pid)
-                return _write_status(run_dir, status='timeout', finished=_now(), wall_s=time.perf_counter() - t0,
+                return rd.write_status(status='timeout', finished=now_utc('seconds'), wall_s=time.perf_counter() - t0,
                                      error=dict(type='Timeout', message=f'the run exceeded its {timeout:g} s timeout and was killed; '
                                                 f'see notebook.ipynb for how far it got, or raise --timeout'))
             time.sleep(0.05)
     st = read_status(run_dir)
     if st.get('status') not in ('completed', 'failed'):
-        st = _write_status(run_dir, status='failed', finished=_now(), error=dict(type='RunnerDied', message=f'the runner exited with code {p.returncode} '
-                           f'before recording an outcome; see {run_dir/"log.txt"}'))
-    return _write_status(run_dir, wall_s=time.perf_counter() - t0)
+        st = rd.write_status(status='failed', finished=now_utc('seconds'), error=dict(type='RunnerDied', message=f'the runner exited with code {p.returncode} '
+                           f'before recording an outcome; see {rd.log_txt}'))
+    return rd.write_status(wall_s=time.perf_counter() - t0)
 
 if __name__ == '__main__' and os.environ.pop('CVKIT_RUNNER', None) == '1':   # `python -m cvkit.lab.sweep RUN_DIR`, started by `launch`
     st = _execute_run(sys.argv[1]); sys.exit(0 if st['status'] == 'completed' else 1)
 
 # %% ../../nbs/lab/01_sweep.ipynb #604049a7
-def _sha256_file(p:Path)->str: return hashlib.sha256(Path(p).read_bytes()).hexdigest()
-
 def _threads(workers:int, executor:str)->int|None:
     return max(1, (os.cpu_count() or 1) // workers) if executor == 'local' else None
 
@@ -261,62 +239,70 @@ class Sweep:
         self.workers, self.executor, self.timeout, self.wandb, self.kernel, self.progress = workers, executor, timeout, wandb, kernel, progress
         self.grid, self.seeds, self.fixed, self.seed_param = grid or {}, seeds, params or {}, seed_param
         self.name = name or f"{self.notebook.stem}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
-        self.dir = Path(root)/self.name
+        self.files = SweepDir(Path(root)/self.name); self.dir = self.files.path
         self.resume = resume
-        if self.dir.exists() and (self.dir/'sweep.json').exists() and not resume:
+        if self.files.exists() and not resume:
             raise SweepError(f'sweep folder {self.dir} already exists; pass resume=True (--resume) to finish it, or pick another name.')
 
     def __repr__(self): return f'Sweep({self.notebook.name!r}, {len(self.runs)} runs, dir={str(self.dir)!r})'
 
     @property
     def swept(self)->list[str]:
-        "The swept parameters: every grid key, anything else that varies, and the seed last."
+        "The swept parameters: every grid key, anything else that varies, and the seed last (given by `seeds` or in the grid)."
         ks = [k for k in self.runs[0] if k != self.seed_param and (k in self.grid or len({_canon({k: p.get(k)}) for p in self.runs}) > 1)]
-        return ks + ([self.seed_param] if self.seeds is not None else [])
+        return ks + ([self.seed_param] if self.seed_values is not None else [])
+
+    @property
+    def seed_values(self)->list|None:
+        "The seeds: `seeds`, or the values of the seed parameter when it is swept through the grid (`-p seed=10,11,12`)."
+        if self.seeds is not None: return list(self.seeds)
+        vals = list(dict.fromkeys(p[self.seed_param] for p in self.runs if self.seed_param in p))
+        return vals if self.seed_param in self.grid or len(vals) > 1 else None
 
 # %% ../../nbs/lab/01_sweep.ipynb #8dfe2e3c
+@patch
 def _prepare(self:Sweep)->list[Path]:
     "Create the sweep folder and one folder per run (`run.json`, `params.json`, `lineage.json`); returns the runs still to do."
     from cvkit.core import lineage
     self.dir.mkdir(parents=True, exist_ok=True)
-    src = self.dir/'source.ipynb'
+    src = self.files.source
     if not src.exists():
-        tmp = src.with_name('source.ipynb.tmp'); shutil.copyfile(self.notebook, tmp); os.replace(tmp, src)
-    elif _sha256_file(src) != _sha256_file(self.notebook):
+        tmp = src.with_name(src.name + '.tmp'); shutil.copyfile(self.notebook, tmp); os.replace(tmp, src)
+    elif sha256_file(src) != sha256_file(self.notebook):
         warnings.warn(f'{self.notebook.name} changed since this sweep started; resuming with the notebook as launched '
                       f'({src}) so that every run shares one code version. Start a new sweep to run the edited notebook.')
-    meta = dict(schema_version=1, name=self.name, notebook=str(self.notebook), source=src.name, notebook_sha256=_sha256_file(src),
-                cwd=str(self.notebook.parent), grid=to_jsonable(self.grid), seeds=self.seeds, params=to_jsonable(self.fixed),
+    meta = dict(schema_version=1, name=self.name, notebook=str(self.notebook), source=src.name, notebook_sha256=sha256_file(src),
+                cwd=str(self.notebook.parent), grid=to_jsonable(self.grid), seeds=self.seed_values, params=to_jsonable(self.fixed),
                 swept=self.swept, seed_param=self.seed_param, workers=self.workers, executor=self.executor, timeout=self.timeout,
-                wandb=self.wandb, runs=[run_id(p) for p in self.runs], created=_now())
-    if (self.dir/'sweep.json').exists(): meta = {**load_json(self.dir/'sweep.json'), 'resumed': _now(), 'runs': meta['runs']}
-    save_json(meta, self.dir/'sweep.json')
+                wandb=self.wandb, runs=[run_id(p) for p in self.runs], created=now_utc('seconds'))
+    if self.files.exists(): meta = {**self.files.meta(), 'resumed': now_utc('seconds'), 'runs': meta['runs']}
+    save_json(meta, self.files.sweep_json)
     threads = _threads(min(self.workers, len(self.runs)), self.executor)
     base = lineage(repo=self.notebook.parent)        # code, versions, platform, device: once per sweep
     todo = []
     for p in self.runs:
-        rid = run_id(p); d = self.dir/rid
-        if read_status(d).get('status') in _DONE: continue
+        rd = self.files.run(p); rid, d = rd.name, rd.path
+        if rd.status().get('status') in _DONE: continue
         d.mkdir(exist_ok=True)
-        for f in ('notebook.ipynb', 'metrics.json', 'track.jsonl', 'log.txt', 'status.json'):   # a fresh attempt
-            (d/f).unlink(missing_ok=True)
+        for f in (rd.notebook, rd.metrics_json, rd.estimates_json, rd.bootstrap_json, rd.track_jsonl, rd.log_txt, rd.status_json):
+            f.unlink(missing_ok=True)                                                           # a fresh attempt
         env = {} if threads is None else dict(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         spec = dict(run_id=rid, sweep=self.name, notebook=str(src.resolve()), cwd=meta['cwd'], params=to_jsonable(p),
                     kernel=self.kernel, env=env, wandb=self.wandb, threads=threads)
-        save_json(spec, d/'run.json'); save_json(to_jsonable(p), d/'params.json')
+        save_json(spec, rd.run_json); save_json(to_jsonable(p), rd.params_json)
         lin = {**base, 'seed': p.get(self.seed_param), 'config': to_jsonable(p)}
         lin.update(notebook=dict(path=str(self.notebook), sha256=meta['notebook_sha256']), sweep=self.name, run_id=rid, threads=threads)
-        save_json(lin, d/'lineage.json')
+        save_json(lin, rd.lineage_json)
         todo.append(d)
     return todo
 
-Sweep._prepare = _prepare
-
 # %% ../../nbs/lab/01_sweep.ipynb #654db182
+@patch
 def _progress(self:Sweep, total:int, done0:int):
     from tqdm.auto import tqdm
     return tqdm(total=total, initial=done0, desc=self.name, unit='run', disable=not self.progress, dynamic_ncols=True)
 
+@patch
 def _run_local(self:Sweep, todo, bar, counts):
     from concurrent.futures import ThreadPoolExecutor, as_completed
     stop, lock = threading.Event(), threading.Lock()
@@ -333,6 +319,7 @@ def _run_local(self:Sweep, todo, bar, counts):
         stop.set(); ex.shutdown(wait=True, cancel_futures=True); raise
     ex.shutdown(wait=True)
 
+@patch
 def _run_dask(self:Sweep, todo, bar, counts):
     try: from distributed import Client, as_completed
     except ImportError as e: raise SweepError('the dask executor needs `pip install distributed`.') from e
@@ -349,11 +336,13 @@ def _run_dask(self:Sweep, todo, bar, counts):
         except KeyboardInterrupt:
             client.cancel(futs); raise
 
+@patch
 def _update(self:Sweep, bar, counts, st):
     counts['n_done'] += 1
     counts['completed' if st.get('status') == 'completed' else 'failed'] += 1
     bar.update(1); bar.set_postfix(done=counts['completed'], running=counts['running'], failed=counts['failed'], refresh=True)
 
+@patch
 def run(self:Sweep, summary:bool=True):
     "Execute the runs that are not completed yet; write and return the sweep summary (`summarize`)."
     todo = self._prepare()
@@ -365,18 +354,15 @@ def run(self:Sweep, summary:bool=True):
         if todo: (self._run_local if self.executor == 'local' else self._run_dask)(todo, bar, counts)
     finally:
         bar.close()
-        if summary and any(read_status(self.dir/run_id(p)).get('status') != 'missing' for p in self.runs):
+        if summary and any(self.files.run(p).status().get('status') != 'missing' for p in self.runs):
             from cvkit.lab.summary import summarize
             self.summary = summarize(self.dir, write=True)
     if summary: return self.summary
 
-Sweep._progress, Sweep._run_local, Sweep._run_dask, Sweep._update, Sweep.run = _progress, _run_local, _run_dask, _update, run
-
 # %% ../../nbs/lab/01_sweep.ipynb #87f8a4f2
 def statuses(sweep_dir:str|Path)->dict:
     "run id -> status of every planned run of a sweep folder."
-    meta = load_json(Path(sweep_dir)/'sweep.json')
-    return {r: read_status(Path(sweep_dir)/r).get('status') for r in meta['runs']}
+    return SweepDir(sweep_dir).statuses()
 
 # %% ../../nbs/lab/01_sweep.ipynb #8b9a4147
 VOLATILE = r'(^|_)(seconds|secs|time|wall|wall_s|s|ms|per_s|throughput|mem|memory|mb|mib|rss)($|_)'
@@ -388,16 +374,16 @@ def rerun(run_dir:str|Path,              # runs/<sweep>/<run-id>
          )->dict:
     "Re-execute a recorded run and compare its metrics with the original: dict(match, metrics table, changes, folder)."
     import pandas as pd
-    src = Path(run_dir)
-    if not (src/'run.json').exists(): raise SweepError(f'{src} is not a sweep run folder (no run.json); pass runs/<sweep>/<run-id>.')
-    if read_status(src).get('status') != 'completed':
-        raise SweepError(f"{src} did not complete (status {read_status(src).get('status')!r}); there are no metrics to reproduce.")
-    spec = load_json(src/'run.json')
-    dst = src.parent/'_reruns'/f"{src.name}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S-%f')}"
-    dst.mkdir(parents=True)
-    save_json({**spec, 'sweep': f"{spec.get('sweep')}-rerun"}, dst/'run.json'); save_json(spec['params'], dst/'params.json')
-    st = launch(dst, timeout=timeout)
-    a = load_json(src/'metrics.json'); b = load_json(dst/'metrics.json') if (dst/'metrics.json').exists() else {}
+    src = RunDir(run_dir)
+    if not src.run_json.exists(): raise SweepError(f'{src.path} is not a sweep run folder (no run.json); pass runs/<sweep>/<run-id>.')
+    if src.status().get('status') != 'completed':
+        raise SweepError(f"{src.path} did not complete (status {src.status().get('status')!r}); there are no metrics to reproduce.")
+    spec = src.spec()
+    dst = src.rerun_dir(datetime.datetime.now().strftime('%Y%m%d-%H%M%S-%f'))
+    dst.path.mkdir(parents=True)
+    save_json({**spec, 'sweep': f"{spec.get('sweep')}-rerun"}, dst.run_json); save_json(spec['params'], dst.params_json)
+    st = launch(dst.path, timeout=timeout)
+    a, b = src.metrics(), dst.metrics()
     rows = []
     for k in sorted(set(a) | set(b)):
         x, y = a.get(k), b.get(k)
@@ -408,7 +394,7 @@ def rerun(run_dir:str|Path,              # runs/<sweep>/<run-id>
     changes = {}
     try:
         from cvkit.core import lineage
-        old, new = load_json(src/'lineage.json'), lineage(repo=spec['cwd'])
+        old, new = src.lineage(), lineage(repo=spec['cwd'])
         for k in ('sha', 'dirty'):
             if (old.get('git') or {}).get(k) != (new.get('git') or {}).get(k): changes[f'git.{k}'] = [(old.get('git') or {}).get(k), (new.get('git') or {}).get(k)]
         for k, v in (old.get('versions') or {}).items():
@@ -416,4 +402,4 @@ def rerun(run_dir:str|Path,              # runs/<sweep>/<run-id>
     except Exception as e: changes['lineage'] = f'could not compare: {e}'
     cmp = table[table['compared']] if len(table) else table
     return dict(match=st.get('status') == 'completed' and bool(len(cmp)) and bool(cmp['match'].all()), status=st.get('status'),
-                metrics=table, changes=changes, folder=dst, error=st.get('error'))
+                metrics=table, changes=changes, folder=dst.path, error=st.get('error'))
