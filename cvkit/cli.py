@@ -51,12 +51,13 @@ def demo(root:str|Path='runs',                                   # parent of the
          progress:bool=True, verbose:bool=True):
     "Run the flagship study as a sweep (backbones × seeds) and print its summary; returns the `SweepSummary`."
     from cvkit.lab.sweep import Sweep
+    from cvkit.lab.store import SweepDir
     import datetime
     sw = Sweep(flagship_notebook(), grid=dict(backbone=list(backbones)), seeds=list(seeds), params=dict(epochs=epochs, dataset=dataset),
                root=root, name=name or f"demo-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}",
                workers=workers or min(2, os.cpu_count() or 1, len(backbones) * len(seeds)), resume=resume, progress=progress)
     s = sw.run()
-    if verbose: print(s.to_markdown(max_metrics=5), f'\nsweep folder: {sw.dir}\nsummary: {sw.dir/"summary.md"}, {sw.dir/"summary.html"}', sep='')
+    if verbose: print(s.to_markdown(max_metrics=5), f'\nsweep folder: {sw.dir}\nsummary: {SweepDir(sw.dir).summary_md}, {SweepDir(sw.dir).summary_html}', sep='')
     return s
 
 # %% ../nbs/cli/00_cli.ipynb #0ecd8a27
@@ -73,8 +74,9 @@ def _grid_args(items:list[str], nbp:dict)->dict:
 def _sweep_cmd(a)->int:
     from cvkit.lab.sweep import Sweep, SweepError, notebook_params, parse_value
     from cvkit.lab.summary import summarize
+    from cvkit.lab.store import SweepDir
     if a.summary:
-        s = summarize(a.summary); print(s.to_markdown()); print(f'wrote {Path(a.summary)/"summary.md"} and summary.html'); return 0
+        s = summarize(a.summary); print(s.to_markdown()); print(f'wrote {SweepDir(a.summary).summary_md} and {SweepDir(a.summary).summary_html}'); return 0
     cfg = {}
     if a.config:
         import yaml
