@@ -20,7 +20,7 @@ from .slices import slice_report, SliceReport
 
 # %% auto #0
 __all__ = ['default_slices', 'predictions_hash', 'classification_hash', 'evaluate_classification', 'evaluate', 'EvalReport',
-           'report_sections', 'classification_sections', 'lineage_section']
+           'report_sections', 'classification_sections', 'lineage_section', 'robustness_sections']
 
 # %% ../../nbs/evaluate/07_report.ipynb #a2de5c86
 def default_slices(preds:Predictions, max_levels:int=20)->list[str]:
@@ -148,7 +148,7 @@ class EvalReport:
         return Estimate.from_dict(self.data['metrics'][name])
     @property
     def flagged_slices(self)->pd.DataFrame:
-        "Every flagged slice across all slice columns."
+        "Every slice significantly below the overall metric (family-wise flag), across all slice columns."
         rows = [dict(by=by, **r) for by, s in self.data['slices'].items() for r in s['rows'] if r.get('flagged')]
         return pd.DataFrame(rows)
     def save(self, path:str|Path)->Path:
@@ -174,18 +174,64 @@ class EvalReport:
 _HEADLINE = ('accuracy', 'balanced_accuracy', 'macro_f1', 'weighted_f1')
 _EST_HEAD = ['metric', 'value [CI]']
 
+def _nan(v)->float: return float('nan') if v is None else float(v)
+
+def _est_cell(d:dict)->str:
+    "A metric cell: `value [lo, hi]`, or `value (no interval)` when the estimate has none (the reason goes in a note below the table)."
+    e = Estimate.from_dict({k: d[k] for k in _EST_FIELDS if k in d})
+    if math.isnan(e.value) or not (math.isnan(e.lo) or math.isnan(e.hi)): return format(e, '.4f')
+    return format(dataclasses.replace(e, reason=None), '.4f') + ' (no interval)'
+
+def _is_est(e)->bool: return isinstance(e, dict) and 'value' in e and 'lo' in e
+
 def _metric_rows(d:dict)->list:
-    return [[name, _est(e)] for name, e in d.items() if isinstance(e, dict) and 'value' in e and 'lo' in e]
+    return [[name, _est_cell(e)] for name, e in d.items() if _is_est(e)]
 
-def _gap(r:dict)->str:
-    g = r.get('rel_gap')
-    return '' if g is None or (isinstance(g, float) and math.isnan(g)) else f'{g:+.1%}'
+_NO_IV = re.compile(r'^no interval:\s*')
 
-def _slice_rows(s:dict)->list:
-    return [[r['slice'], r['n'], _est(r), _gap(r), 'FLAGGED' if r.get('flagged') else r.get('status', '')] for r in s['rows']]
+def _no_interval_note(d:dict)->str|None:
+    "One line naming every estimate in `d` printed as `(no interval)`, with its reason."
+    why = [f"`{k}`: {_NO_IV.sub('', e.get('reason') or 'no reason given')}" for k, e in d.items()
+           if _is_est(e) and not math.isnan(_nan(e['value'])) and (math.isnan(_nan(e['lo'])) or math.isnan(_nan(e['hi'])))]
+    return ('No interval for ' + '; '.join(why) + '.') if why else None
 
 def _section(level:int, title:str|None=None, text:str|None=None, head:list|None=None, rows:list|None=None)->dict:
     return dict(level=level, title=title, text=text, head=head, rows=rows)
+
+# %% ../../nbs/evaluate/07_report.ipynb #f0345ef9
+_SLICE_HEAD = ['slice', 'n', 'value [CI]', 'gap [gap_lo, gap_hi] (simultaneous)', 'relative gap [simultaneous]', 'status']
+
+def _band(v, lo, hi, st:dict, spec:str)->str:
+    "A gap and its simultaneous band, printed as an `Estimate`; '–' when the gap is undefined."
+    return '–' if v is None else format(Estimate(_nan(v), _nan(lo), _nan(hi), st.get('level', .95), 0, st.get('n_boot', 0)), spec)
+
+def _p_adj(p, st:dict)->str:
+    "`p_adj=0.012`, or `p_adj<0.001` when no resample reached the slice's statistic (the resolution is 1/B)."
+    if p is None or math.isnan(p): return 'p_adj n/a'
+    B = st.get('n_boot') or 0
+    return f'p_adj<{1 / B:.2g}' if p == 0 and B else f'p_adj={p:.3f}'
+
+def _slice_status(r:dict, st:dict)->str:
+    "The status cell; a report written before the significance test existed had only the point comparison, and says so."
+    if 'flagged_point' not in r and r.get('flagged'): return 'over threshold (point estimate; this report predates the significance test)'
+    if r.get('flagged'): return f"significantly below ({_p_adj(r.get('p_adj'), st)})"
+    if r.get('flagged_point', False): return f"over threshold, not significant ({_p_adj(r.get('p_adj'), st)})"
+    return r.get('status', '')
+
+def _slice_rows(s:dict)->list:
+    st = s.get('settings') or {}
+    return [[r['slice'], r['n'], _est(r), _band(r.get('gap'), r.get('gap_lo'), r.get('gap_hi'), st, '+.4f'),
+             _band(r.get('rel_gap'), r.get('rel_gap_lo'), r.get('rel_gap_hi'), st, '+.1%'), _slice_status(r, st)] for r in s['rows']]
+
+# %% ../../nbs/evaluate/07_report.ipynb #66fe2a0c
+def _worst_line(s:dict)->str|None:
+    "The worst-slice sentence of a slice section."
+    w, st = s.get('worst') or {}, s.get('settings') or {}
+    if w.get('slice') is None: return 'No slice has enough samples to judge.' if s.get('rows') else None
+    rel = _est(w['rel_gap_ci'], '+.1%') if w.get('rel_gap_ci') else _band(w.get('rel_gap'), None, None, st, '+.1%')
+    sig = '–' if 'flagged' not in w else f"{'yes' if w['flagged'] else 'no'} ({_p_adj(w.get('p_adj'), st)})"
+    return (f"Worst slice: **{w['slice']}**: gap {_est(w.get('gap'), '+.4f')} (allows for picking the worst of {w.get('family', '–')}); "
+            f"relative {rel}; significant: {sig}.")
 
 # %% ../../nbs/evaluate/07_report.ipynb #b3e1f2a9
 def report_sections(d:dict)->list[dict]:
@@ -193,27 +239,23 @@ def report_sections(d:dict)->list[dict]:
     return get_task(d.get('task', 'classification')).op('sections')(d)
 
 def classification_sections(d:dict)->list[dict]:
-    "The sections of a classification report: headline metrics, calibration, selective prediction, slices, lineage."
+    "The sections of a classification report: headline metrics, calibration, selective prediction, slices, robustness, lineage."
     st = d['settings']
     out = [_section(1, f"Evaluation report ({d['task']}, n={d['n']}, {len(d['classes'])} classes)",
                     f"Intervals: {st['level']:.0%} percentile bootstrap, {st['n_boot']} resamples, seed {st['seed']}. "
                     f"Predictions SHA-256 `{d['predictions']['sha256'][:16]}…`."),
-           _section(2, 'Metrics', head=_EST_HEAD, rows=_metric_rows(d['metrics'])),
-           _section(2, 'Calibration', head=_EST_HEAD, rows=_metric_rows(d['calibration']))]
+           _section(2, 'Metrics', _no_interval_note(d['metrics']), _EST_HEAD, _metric_rows(d['metrics'])),
+           _section(2, 'Calibration', _no_interval_note(d['calibration']), _EST_HEAD, _metric_rows(d['calibration']))]
     t = d['calibration'].get('temperature')
     if t: out.append(_section(3, None, f"Temperature scaling: T = {t['value']:.3f} (fitted on {t['fitted_on']} samples).",
-                              ['metric', 'before', 'after'], [[m, _est(t['before'][m]), _est(t['after'][m])] for m in t['before']]))
+                              ['metric', 'before', 'after'], [[m, _est_cell(t['before'][m]), _est_cell(t['after'][m])] for m in t['before']]))
     for by, rows in d['calibration'].get('by_slice', {}).items():
         out.append(_section(3, None, f'ECE by `{by}`:', ['slice', 'n', 'ECE [CI]', 'status'],
                             [[r['slice'], r['n'], _est(dict(value=r['ece'], lo=r['lo'], hi=r['hi'])), r['status']] for r in rows]))
-    out.append(_section(2, 'Selective prediction', head=_EST_HEAD, rows=_metric_rows(d['selective'])))
+    out.append(_section(2, 'Selective prediction', _no_interval_note(d['selective']), _EST_HEAD, _metric_rows(d['selective'])))
     for by, s in d['slices'].items():
-        w = s.get('worst') or {}
-        text = (f"Worst slice: **{w['slice']}**, gap {_est(w.get('gap'), '+.4f')} (relative {w.get('rel_gap', float('nan')):+.1%})."
-                if w.get('slice') is not None else None)
-        out.append(_section(2, f"Slices by `{by}` ({s.get('metric', st['slice_metric'])})", text,
-                            ['slice', 'n', 'value [CI]', 'gap vs overall', 'status'], _slice_rows(s)))
-    return out + [lineage_section(d)]
+        out.append(_section(2, f"Slices by `{by}` ({s.get('metric', st['slice_metric'])})", _worst_line(s), _SLICE_HEAD, _slice_rows(s)))
+    return out + robustness_sections(d) + [lineage_section(d)]
 
 def lineage_section(d:dict)->dict:
     "The lineage line every task's report ends with."
@@ -221,6 +263,32 @@ def lineage_section(d:dict)->dict:
     git, v = lin.get('git') or {}, lin.get('versions') or {}
     return _section(2, 'Lineage', f"git {git.get('sha', '–')}{' (dirty)' if git.get('dirty') else ''}; seed {lin.get('seed')}; "
                                   f"torch {v.get('torch')}; cvkit {v.get('cvkit')}; data {str(lin.get('dataset'))[:16]}")
+
+# %% ../../nbs/evaluate/07_report.ipynb #bb63c32e
+def _rob_worst(r:dict)->str:
+    "The worst-corruption sentence: its selection-aware interval first, the marginal one after."
+    w = r.get('worst') or {}
+    if not w: return 'No corruption was analysed.'
+    sel = r.get('worst_relative') or w.get('relative')
+    marg = w.get('relative_marginal')
+    return (f"Worst corruption: **{w.get('corruption')}**: relative {_est(sel)} (allows for picking the worst of {w.get('family', '–')})"
+            + (f"; marginal interval {_est(marg)}" if marg else '') + '.')
+
+def robustness_sections(d:dict)->list[dict]:
+    "The robustness section of a report (none when `d` carries no robustness analysis)."
+    r = d.get('robustness')
+    if not r: return []
+    st = r.get('settings') or {}
+    rows = [[k, _est_cell(r[k])] for k in ('clean', 'relative', 'mCE', 'relative_mCE') if _is_est(r.get(k))]
+    note = _no_interval_note({k: r[k] for k in ('clean', 'relative', 'mCE', 'relative_mCE') if _is_est(r.get(k))})
+    out = [_section(2, f"Robustness ({r.get('metric')}, relative = corrupted / clean)", _rob_worst(r) + (f' {note}' if note else ''), _EST_HEAD, rows)]
+    pc = r.get('per_corruption') or []
+    if pc:
+        e = lambda v, lo, hi: format(Estimate(_nan(v), _nan(lo), _nan(hi), st.get('level', .95), st.get('n', 0), st.get('n_boot', 0)), '.4f')
+        out.append(_section(3, None, 'Relative robustness by corruption:', ['corruption', 'relative [CI]', 'relative [simultaneous]'],
+                            [[c['corruption'], e(c['relative'], c.get('relative_lo'), c.get('relative_hi')),
+                              e(c['relative'], c.get('relative_adj_lo'), c.get('relative_adj_hi'))] for c in pc]))
+    return out
 
 # %% ../../nbs/evaluate/07_report.ipynb #b3e1f2ab
 def _md_table(head, rows)->list[str]:
@@ -230,11 +298,14 @@ def _inline_html(s:str)->str:
     s = html.escape(s, quote=False)
     return re.sub(r'`([^`]+)`', r'<code>\1</code>', re.sub(r'\*\*(.+?)\*\*', r'<b>\1</b>', s))
 
+_STATUS_STYLE = {'significantly below': 'color:#b00;font-weight:bold', 'over threshold, not significant': 'color:#b60',
+                 'over threshold': 'color:#b60'}
+
 def _html_table(head, rows)->str:
     th = ''.join(f'<th style="text-align:left">{html.escape(str(h))}</th>' for h in head)
     def td(v):
         s = html.escape(str(v))
-        return f'<td style="color:#b00;font-weight:bold">{s}</td>' if s == 'FLAGGED' else f'<td>{s}</td>'
+        return f'<td style="{_STATUS_STYLE[k]}">{s}</td>' if (k := s.split(' (')[0]) in _STATUS_STYLE else f'<td>{s}</td>'
     return f'<table><tr>{th}</tr>' + ''.join('<tr>' + ''.join(td(v) for v in r) + '</tr>' for r in rows) + '</table>'
 
 @patch

@@ -168,5 +168,5 @@ def risk_coverage_plot(preds_or_curve,   # `Predictions` or a `risk_coverage` Da
         i = rc.index[rc.threshold >= threshold]
         if len(i): ax.plot(rc.coverage[i[-1]], rc.risk[i[-1]], 'o', color='tab:red', label=f'threshold {threshold:.3g}')
     ax.set(xlabel='coverage', ylabel='selective risk (error rate)', xlim=(0, 1), ylim=(0, None))
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc='upper center', bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)   # below the axis: never on the curve
     return ax
