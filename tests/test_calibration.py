@@ -86,7 +86,8 @@ def test_calibration_metrics_estimates():
     for k in ('ece', 'ece_mass', 'classwise_ece'): e = m[k]; assert e.lo <= e.value <= e.hi and e.n == len(p) and e.n_boot == 100
     # MCE: the value, no interval, and the reason (a bootstrap interval of a maximum over bins is not valid)
     assert m['mce'].value == pytest.approx(mce(p.confidence, p.correct), abs=1e-12)
-    assert np.isnan(m['mce'].lo) and np.isnan(m['mce'].hi) and m['mce'].n_boot == 0 and 'no interval' in m['mce'].reason
+    assert np.isnan(m['mce'].lo) and np.isnan(m['mce'].hi) and m['mce'].n_boot == 0 and 'maximum over bins' in m['mce'].reason
+    assert repr(m['mce']).count('no interval') == 1   # printed once, by Estimate
     d = json.loads(json.dumps(m['mce'].to_dict(), allow_nan=False))
     assert d['lo'] is None and d['value'] == pytest.approx(m['mce'].value)
     # same seed -> same interval
@@ -99,7 +100,7 @@ def test_mce_without_interval_through_the_gate():
     ok = gate(rep, [dict(rule='max_ece', metric='mce', max=m.value + 0.01, bound='value')])
     assert ok.passed and ok.rows.value[0] == pytest.approx(m.value)
     hi = gate(rep, [dict(rule='max_ece', metric='mce', max=1.0, bound='hi')])   # no upper bound to check: fails, saying why
-    assert not hi.passed and 'no interval' in hi.rows.reason[0]
+    assert not hi.passed and 'upper bound is NaN (MCE is a maximum over bins' in hi.rows.reason[0]
 
 def test_old_percentile_mce_interval_undercovers():
     "Why MCE lost its interval: over repeated calibrated test sets (true MCE 0) the percentile bootstrap never covers it."

@@ -129,7 +129,7 @@ def _require_targets(preds, what):
                                                'Predict on a labelled split.')
     if len(preds) == 0: raise ValueError(f'{what} needs at least one prediction; got an empty Predictions.')
 
-MCE_NO_INTERVAL = ('no interval: MCE is a maximum over bins, and a percentile bootstrap of a maximum is not valid '
+MCE_NO_INTERVAL = ('MCE is a maximum over bins, and a percentile bootstrap of a maximum is not valid '
                    '(its upper end sticks to the estimate); see cvkit.evaluate.calibration')
 
 def calibration_metrics(preds:Predictions, # labelled predictions
