@@ -4,7 +4,8 @@
 
 # %% ../../nbs/robustness/00_corruptions.ipynb #7c3aea05
 from __future__ import annotations
-import math, warnings
+import functools, math, warnings
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
@@ -280,6 +281,22 @@ def _saturate(x, c, g):
     grey = torch.cat([v, v * (1 - s2), v * (1 - s2)], 1)
     return torch.where(s > 0, coloured, grey).clamp_(0, 1)
 
+def _elastic(x, c, g):
+    "Smooth random displacement field (Gaussian-filtered uniform noise, scaled by `alpha`), bilinear resampling."
+    n, _, h, w = x.shape
+    sigma, md = 0.01 * h, 0.005 * h
+    d = _blur(_uniform((n, 2, h, w), -md, md, g, x), sigma, 'reflect', truncate=3.0) * c
+    yy, xx = torch.meshgrid(torch.arange(h, device=x.device, dtype=x.dtype), torch.arange(w, device=x.device, dtype=x.dtype), indexing='ij')
+    src = torch.stack([xx + d[:, 0], yy + d[:, 1]], -1)
+    return _sample(x, src, 'bilinear').clamp_(0, 1), src
+
+def _sample(x, src, mode='bilinear'):
+    "Resample x (N, C, H, W) at pixel coordinates `src` (N, H, W, 2) as (x, y), reflecting at the borders."
+    h, w = x.shape[-2:]
+    grid = torch.stack([(2 * src[..., 0] + 1) / w - 1, (2 * src[..., 1] + 1) / h - 1], -1)
+    return F.grid_sample(x, grid.to(x.dtype), mode=mode, padding_mode='reflection', align_corners=False)
+
+# %% ../../nbs/robustness/00_corruptions.ipynb #de314cef
 _LUMA_Q = torch.tensor([16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
                         14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
                         49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99], dtype=torch.float64).view(8, 8)
@@ -309,8 +326,8 @@ def _jpeg_plane(p, q, D):
     coef = torch.round(coef / q) * q
     return (coef @ K).view(n, h // 8, w // 8, 8, 8).transpose(2, 3).reshape(n, 1, h, w)
 
-def _jpeg(x, quality, g):
-    "Baseline JPEG round trip (YCbCr, 4:2:0 chroma, IJG tables at `quality`), vectorised over the batch."
+def _jpeg_torch(x, quality, g):
+    "Baseline JPEG round trip in torch (YCbCr, 4:2:0 chroma, IJG tables at `quality`), vectorised over the batch."
     n, _, h, w = x.shape
     dt = torch.float32
     v = torch.round(x.to(dt) * 255)
@@ -326,34 +343,58 @@ def _jpeg(x, quality, g):
     rgb = torch.einsum('ij,njhw->nihw', _YCC2RGB.to(x.device, dt), torch.cat([y, cc[:n], cc[n:]], 1))
     return (torch.round(rgb.clamp_(0, 255))[..., :h, :w] / 255).to(x.dtype)
 
-def _box_matrix(n_in:int, n_out:int, x)->torch.Tensor:
-    "(n_out, n_in) weights of an exact box (area) resampling: each output pixel averages the input span it covers."
-    e = torch.arange(n_out + 1, device=x.device, dtype=torch.float64) * n_in / n_out
-    lo, hi = e[:-1, None], e[1:, None]
-    i = torch.arange(n_in, device=x.device, dtype=torch.float64)[None]
-    wt = (torch.minimum(hi, i + 1) - torch.maximum(lo, i)).clamp_min(0)
-    return (wt / wt.sum(1, keepdim=True)).to(x.dtype)
+@functools.cache
+def _has_libjpeg()->bool:
+    "Whether torchvision's image extension (libjpeg-turbo) loads and round-trips an image."
+    try:
+        from torchvision.io import decode_jpeg, encode_jpeg
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', DeprecationWarning)
+            return decode_jpeg(encode_jpeg(torch.zeros(3, 8, 8, dtype=torch.uint8), quality=50)).shape == (3, 8, 8)
+    except (ImportError, RuntimeError, OSError): return False
+
+def _libjpeg_roundtrip(images, quality:int)->list:
+    "Encode and decode each uint8 (3, H, W) image of `images` with libjpeg-turbo at `quality`."
+    from torchvision.io import decode_jpeg, encode_jpeg
+    return [decode_jpeg(encode_jpeg(im, quality=quality)) for im in images]
+
+def _jpeg(x, quality, g):
+    "JPEG round trip at `quality`: libjpeg-turbo on CPU (bit-identical to the reference's PIL), the torch codec elsewhere."
+    if x.device.type != 'cpu' or not _has_libjpeg(): return _jpeg_torch(x, quality, g)
+    u = torch.round(x * 255).to(torch.uint8)
+    k = max(1, min(len(u), torch.get_num_threads()))
+    with warnings.catch_warnings():   # torchvision 0.29 deprecates its codecs (a DeprecationWarning on every call)
+        warnings.filterwarnings('ignore', message='The image decoding and encoding', category=DeprecationWarning)
+        if k == 1: out = _libjpeg_roundtrip(u, quality)
+        else:
+            with ThreadPoolExecutor(k) as ex: out = [y for part in ex.map(_libjpeg_roundtrip, u.chunk(k), [quality] * k) for y in part]
+    return torch.stack(out).to(x.dtype).div_(255)
+
+# %% ../../nbs/robustness/00_corruptions.ipynb #a6669056
+def _box_bins(n_in:int, n_out:int):
+    "PIL's BOX bins along an axis: output pixel i averages input pixels lo[i] <= j < hi[i] (PIL's `precompute_coeffs`)."
+    s = n_in / n_out
+    c = (torch.arange(n_out, dtype=torch.float64) + 0.5) * s
+    return (c - 0.5 * s + 0.5).long().clamp(0, n_in), (c + 0.5 * s + 0.5).long().clamp(0, n_in)
+
+def _box_down(x, dim:int, n_out:int)->torch.Tensor:
+    "PIL BOX downsampling of (N, C, H, W) along `dim` (2 or 3) to `n_out`: one `index_add_` on CPU, a banded matrix product elsewhere."
+    n_in = x.shape[dim]
+    lo, hi = _box_bins(n_in, n_out)
+    cnt = (hi - lo).to(x.device, x.dtype)
+    if x.device.type == 'cpu' and int(lo[0]) == 0 and int(hi[-1]) == n_in and torch.equal(hi[:-1], lo[1:]):   # the bins partition the axis
+        shape = list(x.shape); shape[dim] = n_out
+        y = x.new_zeros(shape).index_add_(dim, torch.repeat_interleave(torch.arange(n_out), hi - lo), x)
+        return y / (cnt[:, None] if dim == 2 else cnt)
+    j = torch.arange(n_in)[None]
+    m = ((j >= lo[:, None]) & (j < hi[:, None])).to(x.device, x.dtype) / cnt[:, None]
+    return m @ x if dim == 2 else x @ m.T
 
 def _pixelate(x, c, g):
-    "Box-filter down to `c` of the size, then nearest-neighbour back up (as PIL's BOX then NEAREST)."
+    "PIL's BOX down to `c` of the size, then nearest-neighbour back up (PIL's NEAREST is torch's 'nearest-exact')."
     h, w = x.shape[-2:]
-    small = _box_matrix(h, max(1, int(h * c)), x) @ x @ _box_matrix(w, max(1, int(w * c)), x).T
+    small = _box_down(_box_down(x, 2, max(1, int(h * c))), 3, max(1, int(w * c)))
     return F.interpolate(small, size=(h, w), mode='nearest-exact')
-
-def _elastic(x, c, g):
-    "Smooth random displacement field (Gaussian-filtered uniform noise, scaled by `alpha`), bilinear resampling."
-    n, _, h, w = x.shape
-    sigma, md = 0.01 * h, 0.005 * h
-    d = _blur(_uniform((n, 2, h, w), -md, md, g, x), sigma, 'reflect', truncate=3.0) * c
-    yy, xx = torch.meshgrid(torch.arange(h, device=x.device, dtype=x.dtype), torch.arange(w, device=x.device, dtype=x.dtype), indexing='ij')
-    src = torch.stack([xx + d[:, 0], yy + d[:, 1]], -1)
-    return _sample(x, src, 'bilinear').clamp_(0, 1), src
-
-def _sample(x, src, mode='bilinear'):
-    "Resample x (N, C, H, W) at pixel coordinates `src` (N, H, W, 2) as (x, y), reflecting at the borders."
-    h, w = x.shape[-2:]
-    grid = torch.stack([(2 * src[..., 0] + 1) / w - 1, (2 * src[..., 1] + 1) / h - 1], -1)
-    return F.grid_sample(x, grid.to(x.dtype), mode=mode, padding_mode='reflection', align_corners=False)
 
 # %% ../../nbs/robustness/00_corruptions.ipynb #56bb0a00
 def _spatter(x, c, g):
