@@ -87,24 +87,55 @@ def _blur_matrix(n:int, k:torch.Tensor, mode:str)->torch.Tensor:
     i = i.clamp(0, n - 1)             # 'replicate' (scipy's 'nearest'), and the fallback for kernels wider than the image
     return torch.zeros(n, n, device=k.device, dtype=k.dtype).scatter_add_(1, i, k.expand(n, -1).contiguous())
 
+def _shift_blur(x, k:list, mode:str)->torch.Tensor:
+    "Separable blur of (N, C, H, W) by the centred 1-D kernel `k` (floats) as shifted multiply-adds over a padded copy."
+    r, (h, w) = (len(k) - 1) // 2, x.shape[-2:]
+    xp = _pad(x, (r, r, r, r), mode)
+    y = xp[..., 0:h, :] * k[0]
+    for t in range(1, len(k)): y.add_(xp[..., t:t + h, :], alpha=k[t])
+    z = y[..., 0:w] * k[0]
+    for t in range(1, len(k)): z.add_(y[..., t:t + w], alpha=k[t])
+    return z
+
 def _blur(x, sigma:float, mode:str='replicate', truncate:float=4.0)->torch.Tensor:
-    "Separable Gaussian blur of (N, C, H, W), radius `int(truncate*sigma+0.5)` as scikit-image's `gaussian`: two dense matmuls."
+    "Separable Gaussian blur of (N, C, H, W), radius `int(truncate*sigma+0.5)` as scikit-image's `gaussian`: shifted adds or two dense matmuls."
     k = _gauss1d(sigma, truncate, x)
     h, w = x.shape[-2:]
+    r = (len(k) - 1) // 2
+    if x.device.type == 'cpu' and 12 * (2 * r + 1) < h + w and r < min(h, w):   # small radius on CPU: 2(2r+1) adds per pixel, 4 images at a time
+        return torch.cat([_shift_blur(part, k.tolist(), mode) for part in x.split(4)])
     return _blur_matrix(h, k, mode) @ x @ _blur_matrix(w, k, mode).T
+
+def _fft_size(n:int)->int:
+    "The smallest length >= n of the form 2^a 3^b 5^c (fast for FFTs)."
+    while True:
+        k = n
+        for p in (2, 3, 5):
+            while k % p == 0: k //= p
+        if k == 1: return n
+        n += 1
 
 def _fftconv(x, k, mode:str='reflect')->torch.Tensor:
     "True 2-D convolution of x (N, C, H, W) with a centred odd kernel k (kh, kw) or per image (N, 1, kh, kw), via FFT."
     kh, kw = k.shape[-2:]; ph, pw = kh // 2, kw // 2
     n, c, h, w = x.shape
     xp = _pad(x, (pw, pw, ph, ph), mode)
-    s = xp.shape[-2:]
-    y = torch.fft.irfft2(torch.fft.rfft2(xp) * torch.fft.rfft2(k, s=s), s=s)
+    s = tuple(_fft_size(m) for m in xp.shape[-2:])   # zero-padding further changes nothing in the crop, and avoids slow prime lengths
+    y = torch.fft.irfft2(torch.fft.rfft2(xp, s=s) * torch.fft.rfft2(k, s=s), s=s)
     return y[..., kh - 1:kh - 1 + h, kw - 1:kw - 1 + w]
 
 # %% ../../nbs/robustness/00_corruptions.ipynb #2935c88b
 def _gaussian_noise(x, c, g): return (x + c * _randn(x.shape, g, x)).clamp_(0, 1)
-def _shot_noise(x, c, g): return (torch.poisson(x * c, generator=g) / c).clamp_(0, 1)
+def _poisson(lam, g)->torch.Tensor:
+    "Poisson draws with means `lam` (N, ...): one generator per image, seeded from `g`; on CPU the images are spread over torch's threads."
+    if lam.device.type != 'cpu': return torch.poisson(lam, generator=g)
+    seeds = torch.randint(0, 2**62, (len(lam),), generator=g).tolist()
+    draw = lambda i: torch.poisson(lam[i], generator=_gen(seeds[i], 'cpu'))   # torch.poisson is serial on CPU; it releases the GIL
+    k = min(len(lam), torch.get_num_threads())
+    if k <= 1: return torch.stack([draw(i) for i in range(len(lam))])
+    with ThreadPoolExecutor(k) as ex: return torch.stack(list(ex.map(draw, range(len(lam)))))
+
+def _shot_noise(x, c, g): return (_poisson(x * c, g) / c).clamp_(0, 1)
 def _impulse_noise(x, c, g):
     u = _rand(x.shape, g, x)
     return torch.where(u < c, (u >= c / 2).to(x.dtype), x)   # a fraction c of values flips: half to salt (1), half to pepper (0)
@@ -236,13 +267,22 @@ def _fog(x, c, g):
 FROST_PALETTE = ((0.305, 0.585, 0.650, 0.077), (0.787, 0.805, 0.841, 0.087), (0.787, 0.805, 0.841, 0.087),
                  (0.540, 0.599, 0.648, 0.114), (0.441, 0.484, 0.528, 0.169))
 
+def _standardise(t):
+    "(t - mean) / (std + 1e-8) per image over (H, W), std unbiased as `torch.std`'s (which is several times slower on CPU)."
+    d = t - t.mean((2, 3), keepdim=True)
+    return d / (((d * d).sum((2, 3), keepdim=True) / (t.shape[2] * t.shape[3] - 1)).sqrt() + 1e-8)
+
+def _bicubic_matrix(s:int, n:int, x)->torch.Tensor:
+    "(n, s) weights of torch's bicubic upsampling from s to n along one axis (align_corners=False): an interpolated identity."
+    return F.interpolate(torch.eye(s, device=x.device, dtype=x.dtype)[None, None], size=(n, s), mode='bicubic', align_corners=False)[0, 0]
+
 def _octaves(n, h, w, g, x, levels=5):
-    "Fractal value noise (n, 1, h, w), zero mean and unit variance: bilinearly upsampled uniform noise, amplitudes halving."
+    "Fractal value noise (n, 1, h, w), zero mean and unit variance: bicubically upsampled uniform noise (two small matmuls), amplitudes halving."
     out = torch.zeros(n, 1, h, w, device=x.device, dtype=x.dtype)
     for k in range(levels):
         s = max(2, min(h, w) >> (levels - k))
-        out += 0.5 ** (levels - 1 - k) * F.interpolate(_rand((n, 1, s, s), g, x), size=(h, w), mode='bicubic', align_corners=False)
-    return (out - out.mean((2, 3), keepdim=True)) / (out.std((2, 3), keepdim=True) + 1e-8)
+        out += 0.5 ** (levels - 1 - k) * (_bicubic_matrix(s, h, x) @ _rand((n, 1, s, s), g, x) @ _bicubic_matrix(s, w, x).T)
+    return _standardise(out)
 
 def frost_layer(n:int, h:int, w:int, g:torch.Generator, x:torch.Tensor)->torch.Tensor:
     "Procedural frost (n, 3, h, w): cloudy fractal ice plus needle-like crystals, with the colour and contrast of one of ImageNet-C's frost photos."
@@ -252,8 +292,7 @@ def frost_layer(n:int, h:int, w:int, g:torch.Generator, x:torch.Tensor)->torch.T
     kern = sum(_motion_kernel(r, r / 2, _uniform((n,), 0., 360., g, x)) for _ in range(3)).to(x.dtype)   # three directions, one FFT
     needles = _fftconv(seeds, kern, 'replicate')
     needles = torch.maximum(needles, _blur(seeds, 0.8)) * (0.5 + 0.5 * (base > 0))
-    tex = base + 3 * (needles - needles.mean((2, 3), keepdim=True)) / (needles.std((2, 3), keepdim=True) + 1e-8) * 0.35
-    tex = (tex - tex.mean((2, 3), keepdim=True)) / (tex.std((2, 3), keepdim=True) + 1e-8)
+    tex = _standardise(base + 1.05 * _standardise(needles))
     pal = torch.tensor(FROST_PALETTE, device=x.device, dtype=x.dtype)[torch.randint(0, len(FROST_PALETTE), (n,), generator=g, device=x.device)]
     return (pal[:, :3, None, None] + pal[:, 3:, None, None] * tex).clamp_(0, 1)
 
@@ -354,21 +393,25 @@ def _has_libjpeg()->bool:
     except (ImportError, RuntimeError, OSError): return False
 
 def _libjpeg_roundtrip(images, quality:int)->list:
-    "Encode and decode each uint8 (3, H, W) image of `images` with libjpeg-turbo at `quality`."
+    "Encode and decode each uint8 (H, W, 3) image of `images` with libjpeg-turbo at `quality`; returns (H, W, 3) tensors."
     from torchvision.io import decode_jpeg, encode_jpeg
-    return [decode_jpeg(encode_jpeg(im, quality=quality)) for im in images]
+    # encode_jpeg takes (3, H, W) and makes it (H, W, 3)-contiguous: a view of an (H, W, 3) image makes that a no-op,
+    # so no torch kernel (and no OpenMP team) runs in the pool's threads; decode_jpeg returns a (3, H, W) view of (H, W, 3)
+    return [decode_jpeg(encode_jpeg(im.permute(2, 0, 1), quality=quality)).permute(1, 2, 0) for im in images]
 
 def _jpeg(x, quality, g):
     "JPEG round trip at `quality`: libjpeg-turbo on CPU (bit-identical to the reference's PIL), the torch codec elsewhere."
     if x.device.type != 'cpu' or not _has_libjpeg(): return _jpeg_torch(x, quality, g)
-    u = torch.round(x * 255).to(torch.uint8)
-    k = max(1, min(len(u), torch.get_num_threads()))
+    n, c, h, w = x.shape
+    u = torch.empty(n, h, w, c, dtype=torch.uint8)
+    u.permute(0, 3, 1, 2).copy_(x.mul(255).add_(0.5))      # round to 8 bits (x >= 0, so truncating x*255 + 0.5 rounds)
+    k = max(1, min(n, torch.get_num_threads()))
     with warnings.catch_warnings():   # torchvision 0.29 deprecates its codecs (a DeprecationWarning on every call)
         warnings.filterwarnings('ignore', message='The image decoding and encoding', category=DeprecationWarning)
         if k == 1: out = _libjpeg_roundtrip(u, quality)
         else:
             with ThreadPoolExecutor(k) as ex: out = [y for part in ex.map(_libjpeg_roundtrip, u.chunk(k), [quality] * k) for y in part]
-    return torch.stack(out).to(x.dtype).div_(255)
+    return torch.empty_like(x).copy_(torch.stack(out).permute(0, 3, 1, 2)).div_(255)
 
 # %% ../../nbs/robustness/00_corruptions.ipynb #a6669056
 def _box_bins(n_in:int, n_out:int):
@@ -423,7 +466,7 @@ def _low_light(x, c, g):
     "Under-exposure: gain and gamma darken the scene, then Poisson shot noise (`photons` at full scale) and Gaussian read noise."
     gain, gamma, photons, read = c
     y = gain * x.clamp_min(0) ** gamma
-    y = torch.poisson(y * photons, generator=g) / photons + read * _randn(x.shape, g, x)
+    y = _poisson(y * photons, g) / photons + read * _randn(x.shape, g, x)
     return y.clamp_(0, 1)
 
 def _occlusion(x, c, g):
@@ -469,29 +512,30 @@ class Corruption:
     moves: bool = False    # moves pixels: boxes and masks follow the same displacement
     rgb_only: bool = False # colour corruptions: grey inputs are expanded to RGB and averaged back
     reference: bool = True # also in the `imagecorruptions` package (fidelity-tested against it)
+    chunk: int = 0         # on CPU, corrupt this many images at a time so intermediates stay in cache (0: the whole batch)
 
 _ar = lambda *a: tuple(np.round(np.arange(*a), 4).tolist())
 CORRUPTIONS = {c.name: c for c in [
     Corruption('gaussian_noise', _gaussian_noise, (.08, .12, .18, .26, .38), 'noise'),
     Corruption('shot_noise', _shot_noise, (60, 25, 12, 5, 3), 'noise'),
     Corruption('impulse_noise', _impulse_noise, (.03, .06, .09, .17, .27), 'noise'),
-    Corruption('defocus_blur', _defocus_blur, ((3, .1), (4, .5), (6, .5), (8, .5), (10, .5)), 'blur'),
-    Corruption('glass_blur', _glass_blur, ((.7, 1, 2), (.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2)), 'blur', moves=True),
-    Corruption('motion_blur', _motion_blur, ((10, 3), (15, 5), (15, 8), (15, 12), (20, 15)), 'blur'),
+    Corruption('defocus_blur', _defocus_blur, ((3, .1), (4, .5), (6, .5), (8, .5), (10, .5)), 'blur', chunk=4),
+    Corruption('glass_blur', _glass_blur, ((.7, 1, 2), (.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2)), 'blur', moves=True, chunk=8),
+    Corruption('motion_blur', _motion_blur, ((10, 3), (15, 5), (15, 8), (15, 12), (20, 15)), 'blur', chunk=4),
     Corruption('zoom_blur', _zoom_blur, (_ar(1, 1.11, .01), _ar(1, 1.16, .01), _ar(1, 1.21, .02), _ar(1, 1.26, .02), _ar(1, 1.31, .03)), 'blur'),
     Corruption('snow', _snow, ((.1, .3, 3, .5, 10, 4, .8), (.2, .3, 2, .5, 12, 4, .7), (.55, .3, 4, .9, 12, 8, .7),
-                               (.55, .3, 4.5, .85, 12, 8, .65), (.55, .3, 2.5, .85, 12, 12, .55)), 'weather', rgb_only=True),
+                               (.55, .3, 4.5, .85, 12, 8, .65), (.55, .3, 2.5, .85, 12, 12, .55)), 'weather', rgb_only=True, chunk=4),
     Corruption('frost', _frost, ((1, .4), (.8, .6), (.7, .7), (.65, .7), (.6, .75)), 'weather', rgb_only=True),
-    Corruption('fog', _fog, ((1.5, 2), (2., 2), (2.5, 1.7), (2.5, 1.5), (3., 1.4)), 'weather'),
+    Corruption('fog', _fog, ((1.5, 2), (2., 2), (2.5, 1.7), (2.5, 1.5), (3., 1.4)), 'weather', chunk=4),
     Corruption('brightness', _brightness, (.1, .2, .3, .4, .5), 'digital', rgb_only=True),
     Corruption('contrast', _contrast, (.4, .3, .2, .1, .05), 'digital'),
-    Corruption('elastic_transform', _elastic, tuple(250 * a for a in (.05, .065, .085, .1, .12)), 'digital', moves=True),
+    Corruption('elastic_transform', _elastic, tuple(250 * a for a in (.05, .065, .085, .1, .12)), 'digital', moves=True, chunk=8),
     Corruption('pixelate', _pixelate, (.6, .5, .4, .3, .25), 'digital'),
     Corruption('jpeg_compression', _jpeg, (25, 18, 15, 10, 7), 'digital', rgb_only=True),
     Corruption('speckle_noise', _speckle_noise, (.15, .2, .35, .45, .6), 'extra'),
-    Corruption('gaussian_blur', _gaussian_blur, (1, 2, 3, 4, 6), 'extra'),
+    Corruption('gaussian_blur', _gaussian_blur, (1, 2, 3, 4, 6), 'extra', chunk=8),
     Corruption('spatter', _spatter, ((.65, .3, 4, .69, .6, 0), (.65, .3, 3, .68, .6, 0), (.65, .3, 2, .68, .5, 0),
-                                     (.65, .3, 1, .65, 1.5, 1), (.67, .4, 1, .65, 1.5, 1)), 'extra', rgb_only=True),
+                                     (.65, .3, 1, .65, 1.5, 1), (.67, .4, 1, .65, 1.5, 1)), 'extra', rgb_only=True, chunk=8),
     Corruption('saturate', _saturate, ((.3, 0), (.1, 0), (2, 0), (5, .1), (20, .2)), 'extra', rgb_only=True),
     Corruption('low_light', _low_light, ((.6, 1.4, 200, .01), (.45, 1.6, 100, .015), (.33, 1.9, 50, .02),
                                          (.24, 2.2, 25, .03), (.16, 2.5, 12, .04)), 'product', reference=False),
@@ -524,7 +568,11 @@ def _run(x, c:Corruption, severity:int, seed:int):
     g = _gen(seed, x.device)
     grey = x.shape[1] == 1
     xi = x.expand(-1, 3, -1, -1) if grey and c.rgb_only else x
-    out = c.fn(xi.contiguous(), c.params[severity - 1], g)
+    xi, p = xi.contiguous(), c.params[severity - 1]
+    if c.chunk and x.device.type == 'cpu' and len(xi) > c.chunk:
+        parts = [c.fn(part, p, g) for part in xi.split(c.chunk)]
+        out = tuple(torch.cat(o) for o in zip(*parts)) if c.moves else torch.cat(parts)
+    else: out = c.fn(xi, p, g)
     y, src = out if c.moves else (out, None)
     if grey and c.rgb_only: y = y.mean(1, keepdim=True)
     return y.to(x.dtype), src
