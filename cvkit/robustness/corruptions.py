@@ -43,7 +43,7 @@ def check_images(x,                  # images: a float tensor (N, C, H, W) or (C
         raise ValueError(f'{what} have {c} channels (shape {tuple(x.shape)}); the corruptions take 1 (grey) or 3 (RGB) channels first.')
     if h < 16 or w < 16: raise ValueError(f'{what} are {h}x{w}; the corruptions need at least 16x16 pixels.')
     if x.numel():
-        lo, hi = float(x.min()), float(x.max())
+        lo, hi = map(float, torch.aminmax(x))   # one pass
         if not (math.isfinite(lo) and math.isfinite(hi)): raise ValueError(f'{what} contain NaN or inf values.')
         if lo < -1e-6 or hi > 1 + 1e-6:
             hint = ' They look like 0-255 values: divide by 255.' if hi > 1.5 and lo >= 0 else \
