@@ -171,3 +171,16 @@ def test_pixelate_non_square_and_matrix_path_agree():
     dense = lambda n, k: _box_down(torch.eye(n)[None, None], 3, k)[0, 0]          # (n, k): the bins as a matrix
     torch.testing.assert_close(_box_down(xs, 3, 58), xs @ dense(150, 58), atol=1e-5, rtol=0)
     torch.testing.assert_close(_box_down(xs, 2, 41), (xs.transpose(2, 3) @ dense(97, 41)).transpose(2, 3), atol=1e-5, rtol=0)
+
+@pytest.mark.parametrize('name', ['gaussian_noise', 'shot_noise', 'motion_blur', 'glass_blur', 'frost', 'jpeg_compression', 'elastic_transform'])
+def test_output_does_not_depend_on_thread_count(name):
+    "On CPU the batch runs in chunks with their own seeds, in a thread pool when torch has several threads: same output either way."
+    x = sample_photos(48).repeat(7, 1, 1, 1)                     # 21 images: several chunks, the last one short
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1); one = apply(x, name, 3, masks=torch.zeros(21, 48, 48, dtype=torch.uint8), seed=5)
+        torch.set_num_threads(3); three = apply(x, name, 3, masks=torch.zeros(21, 48, 48, dtype=torch.uint8), seed=5)
+        assert torch.get_num_threads() == 3                     # the pool's workers do not change the caller's setting
+    finally: torch.set_num_threads(n)
+    assert torch.equal(one['images'], three['images']) and torch.equal(one['masks'], three['masks'])
+    assert not torch.equal(one['images'][:3], one['images'][3:6]) or name == 'jpeg_compression'   # chunks draw different noise

@@ -512,31 +512,31 @@ class Corruption:
     moves: bool = False    # moves pixels: boxes and masks follow the same displacement
     rgb_only: bool = False # colour corruptions: grey inputs are expanded to RGB and averaged back
     reference: bool = True # also in the `imagecorruptions` package (fidelity-tested against it)
-    chunk: int = 0         # on CPU, corrupt this many images at a time so intermediates stay in cache (0: the whole batch)
+    chunk: int = 8         # on CPU, images per chunk: chunks run in parallel, one torch thread each, intermediates in cache
 
 _ar = lambda *a: tuple(np.round(np.arange(*a), 4).tolist())
 CORRUPTIONS = {c.name: c for c in [
-    Corruption('gaussian_noise', _gaussian_noise, (.08, .12, .18, .26, .38), 'noise'),
+    Corruption('gaussian_noise', _gaussian_noise, (.08, .12, .18, .26, .38), 'noise', chunk=16),
     Corruption('shot_noise', _shot_noise, (60, 25, 12, 5, 3), 'noise'),
-    Corruption('impulse_noise', _impulse_noise, (.03, .06, .09, .17, .27), 'noise'),
+    Corruption('impulse_noise', _impulse_noise, (.03, .06, .09, .17, .27), 'noise', chunk=16),
     Corruption('defocus_blur', _defocus_blur, ((3, .1), (4, .5), (6, .5), (8, .5), (10, .5)), 'blur', chunk=4),
-    Corruption('glass_blur', _glass_blur, ((.7, 1, 2), (.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2)), 'blur', moves=True, chunk=8),
+    Corruption('glass_blur', _glass_blur, ((.7, 1, 2), (.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2)), 'blur', moves=True),
     Corruption('motion_blur', _motion_blur, ((10, 3), (15, 5), (15, 8), (15, 12), (20, 15)), 'blur', chunk=4),
     Corruption('zoom_blur', _zoom_blur, (_ar(1, 1.11, .01), _ar(1, 1.16, .01), _ar(1, 1.21, .02), _ar(1, 1.26, .02), _ar(1, 1.31, .03)), 'blur'),
     Corruption('snow', _snow, ((.1, .3, 3, .5, 10, 4, .8), (.2, .3, 2, .5, 12, 4, .7), (.55, .3, 4, .9, 12, 8, .7),
                                (.55, .3, 4.5, .85, 12, 8, .65), (.55, .3, 2.5, .85, 12, 12, .55)), 'weather', rgb_only=True, chunk=4),
     Corruption('frost', _frost, ((1, .4), (.8, .6), (.7, .7), (.65, .7), (.6, .75)), 'weather', rgb_only=True),
     Corruption('fog', _fog, ((1.5, 2), (2., 2), (2.5, 1.7), (2.5, 1.5), (3., 1.4)), 'weather', chunk=4),
-    Corruption('brightness', _brightness, (.1, .2, .3, .4, .5), 'digital', rgb_only=True),
-    Corruption('contrast', _contrast, (.4, .3, .2, .1, .05), 'digital'),
-    Corruption('elastic_transform', _elastic, tuple(250 * a for a in (.05, .065, .085, .1, .12)), 'digital', moves=True, chunk=8),
-    Corruption('pixelate', _pixelate, (.6, .5, .4, .3, .25), 'digital'),
-    Corruption('jpeg_compression', _jpeg, (25, 18, 15, 10, 7), 'digital', rgb_only=True),
-    Corruption('speckle_noise', _speckle_noise, (.15, .2, .35, .45, .6), 'extra'),
-    Corruption('gaussian_blur', _gaussian_blur, (1, 2, 3, 4, 6), 'extra', chunk=8),
+    Corruption('brightness', _brightness, (.1, .2, .3, .4, .5), 'digital', rgb_only=True, chunk=16),
+    Corruption('contrast', _contrast, (.4, .3, .2, .1, .05), 'digital', chunk=16),
+    Corruption('elastic_transform', _elastic, tuple(250 * a for a in (.05, .065, .085, .1, .12)), 'digital', moves=True),
+    Corruption('pixelate', _pixelate, (.6, .5, .4, .3, .25), 'digital', chunk=32),
+    Corruption('jpeg_compression', _jpeg, (25, 18, 15, 10, 7), 'digital', rgb_only=True, chunk=16),
+    Corruption('speckle_noise', _speckle_noise, (.15, .2, .35, .45, .6), 'extra', chunk=16),
+    Corruption('gaussian_blur', _gaussian_blur, (1, 2, 3, 4, 6), 'extra'),
     Corruption('spatter', _spatter, ((.65, .3, 4, .69, .6, 0), (.65, .3, 3, .68, .6, 0), (.65, .3, 2, .68, .5, 0),
-                                     (.65, .3, 1, .65, 1.5, 1), (.67, .4, 1, .65, 1.5, 1)), 'extra', rgb_only=True, chunk=8),
-    Corruption('saturate', _saturate, ((.3, 0), (.1, 0), (2, 0), (5, .1), (20, .2)), 'extra', rgb_only=True),
+                                     (.65, .3, 1, .65, 1.5, 1), (.67, .4, 1, .65, 1.5, 1)), 'extra', rgb_only=True),
+    Corruption('saturate', _saturate, ((.3, 0), (.1, 0), (2, 0), (5, .1), (20, .2)), 'extra', rgb_only=True, chunk=16),
     Corruption('low_light', _low_light, ((.6, 1.4, 200, .01), (.45, 1.6, 100, .015), (.33, 1.9, 50, .02),
                                          (.24, 2.2, 25, .03), (.16, 2.5, 12, .04)), 'product', reference=False),
     Corruption('occlusion', _occlusion, ((1, .04), (2, .08), (3, .12), (4, .18), (5, .25)), 'product', reference=False),
@@ -563,14 +563,26 @@ def get_corruption(name)->Corruption:
     return CORRUPTIONS[name]
 
 # %% ../../nbs/robustness/00_corruptions.ipynb #cf104073
+def _chunked(fn, x, size:int, g)->list:
+    "`fn(part, generator)` over chunks of `size` images, each with a generator seeded from `g`; with several torch threads, in a thread pool."
+    parts = x.split(size)
+    seeds = torch.randint(0, 2**62, (len(parts),), generator=g).tolist()   # fixed chunks and seeds: the output does not depend on the thread count
+    run = lambda i: fn(parts[i], _gen(seeds[i], x.device))
+    k = min(len(parts), torch.get_num_threads())
+    if k <= 1: return [run(i) for i in range(len(parts))]
+    n0 = torch.get_num_threads()
+    try:   # one torch thread per worker (thread-local under OpenMP): no parallel region, so no barrier waits on a busy machine
+        with ThreadPoolExecutor(k, initializer=torch.set_num_threads, initargs=(1,)) as ex: return list(ex.map(run, range(len(parts))))
+    finally: torch.set_num_threads(n0)
+
 def _run(x, c:Corruption, severity:int, seed:int):
     "Apply `c` at `severity`: returns (images, source coordinates or None)."
     g = _gen(seed, x.device)
     grey = x.shape[1] == 1
     xi = x.expand(-1, 3, -1, -1) if grey and c.rgb_only else x
     xi, p = xi.contiguous(), c.params[severity - 1]
-    if c.chunk and x.device.type == 'cpu' and len(xi) > c.chunk:
-        parts = [c.fn(part, p, g) for part in xi.split(c.chunk)]
+    if x.device.type == 'cpu' and len(xi) > c.chunk:
+        parts = _chunked(lambda part, gi: c.fn(part, p, gi), xi, c.chunk, g)
         out = tuple(torch.cat(o) for o in zip(*parts)) if c.moves else torch.cat(parts)
     else: out = c.fn(xi, p, g)
     y, src = out if c.moves else (out, None)
