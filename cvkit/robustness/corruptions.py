@@ -530,7 +530,7 @@ CORRUPTIONS = {c.name: c for c in [
     Corruption('brightness', _brightness, (.1, .2, .3, .4, .5), 'digital', rgb_only=True, chunk=16),
     Corruption('contrast', _contrast, (.4, .3, .2, .1, .05), 'digital', chunk=16),
     Corruption('elastic_transform', _elastic, tuple(250 * a for a in (.05, .065, .085, .1, .12)), 'digital', moves=True),
-    Corruption('pixelate', _pixelate, (.6, .5, .4, .3, .25), 'digital', chunk=32),
+    Corruption('pixelate', _pixelate, (.6, .5, .4, .3, .25), 'digital', chunk=16),
     Corruption('jpeg_compression', _jpeg, (25, 18, 15, 10, 7), 'digital', rgb_only=True, chunk=16),
     Corruption('speckle_noise', _speckle_noise, (.15, .2, .35, .45, .6), 'extra', chunk=16),
     Corruption('gaussian_blur', _gaussian_blur, (1, 2, 3, 4, 6), 'extra'),
