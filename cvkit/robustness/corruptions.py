@@ -126,16 +126,7 @@ def _fftconv(x, k, mode:str='reflect')->torch.Tensor:
 
 # %% ../../nbs/robustness/00_corruptions.ipynb #2935c88b
 def _gaussian_noise(x, c, g): return (x + c * _randn(x.shape, g, x)).clamp_(0, 1)
-def _poisson(lam, g)->torch.Tensor:
-    "Poisson draws with means `lam` (N, ...): one generator per image, seeded from `g`; on CPU the images are spread over torch's threads."
-    if lam.device.type != 'cpu': return torch.poisson(lam, generator=g)
-    seeds = torch.randint(0, 2**62, (len(lam),), generator=g).tolist()
-    draw = lambda i: torch.poisson(lam[i], generator=_gen(seeds[i], 'cpu'))   # torch.poisson is serial on CPU; it releases the GIL
-    k = min(len(lam), torch.get_num_threads())
-    if k <= 1: return torch.stack([draw(i) for i in range(len(lam))])
-    with ThreadPoolExecutor(k) as ex: return torch.stack(list(ex.map(draw, range(len(lam)))))
-
-def _shot_noise(x, c, g): return (_poisson(x * c, g) / c).clamp_(0, 1)
+def _shot_noise(x, c, g): return (torch.poisson(x * c, generator=g) / c).clamp_(0, 1)
 def _impulse_noise(x, c, g):
     u = _rand(x.shape, g, x)
     return torch.where(u < c, (u >= c / 2).to(x.dtype), x)   # a fraction c of values flips: half to salt (1), half to pepper (0)
@@ -395,8 +386,7 @@ def _has_libjpeg()->bool:
 def _libjpeg_roundtrip(images, quality:int)->list:
     "Encode and decode each uint8 (H, W, 3) image of `images` with libjpeg-turbo at `quality`; returns (H, W, 3) tensors."
     from torchvision.io import decode_jpeg, encode_jpeg
-    # encode_jpeg takes (3, H, W) and makes it (H, W, 3)-contiguous: a view of an (H, W, 3) image makes that a no-op,
-    # so no torch kernel (and no OpenMP team) runs in the pool's threads; decode_jpeg returns a (3, H, W) view of (H, W, 3)
+    # encode_jpeg takes (3, H, W) and makes it (H, W, 3)-contiguous (a no-op on this view); decode_jpeg returns a (3, H, W) view of (H, W, 3)
     return [decode_jpeg(encode_jpeg(im.permute(2, 0, 1), quality=quality)).permute(1, 2, 0) for im in images]
 
 def _jpeg(x, quality, g):
@@ -405,12 +395,9 @@ def _jpeg(x, quality, g):
     n, c, h, w = x.shape
     u = torch.empty(n, h, w, c, dtype=torch.uint8)
     u.permute(0, 3, 1, 2).copy_(x.mul(255).add_(0.5))      # round to 8 bits (x >= 0, so truncating x*255 + 0.5 rounds)
-    k = max(1, min(n, torch.get_num_threads()))
     with warnings.catch_warnings():   # torchvision 0.29 deprecates its codecs (a DeprecationWarning on every call)
         warnings.filterwarnings('ignore', message='The image decoding and encoding', category=DeprecationWarning)
-        if k == 1: out = _libjpeg_roundtrip(u, quality)
-        else:
-            with ThreadPoolExecutor(k) as ex: out = [y for part in ex.map(_libjpeg_roundtrip, u.chunk(k), [quality] * k) for y in part]
+        out = _libjpeg_roundtrip(u, quality)
     return torch.empty_like(x).copy_(torch.stack(out).permute(0, 3, 1, 2)).div_(255)
 
 # %% ../../nbs/robustness/00_corruptions.ipynb #a6669056
@@ -466,7 +453,7 @@ def _low_light(x, c, g):
     "Under-exposure: gain and gamma darken the scene, then Poisson shot noise (`photons` at full scale) and Gaussian read noise."
     gain, gamma, photons, read = c
     y = gain * x.clamp_min(0) ** gamma
-    y = _poisson(y * photons, g) / photons + read * _randn(x.shape, g, x)
+    y = torch.poisson(y * photons, generator=g) / photons + read * _randn(x.shape, g, x)
     return y.clamp_(0, 1)
 
 def _occlusion(x, c, g):
@@ -530,8 +517,8 @@ CORRUPTIONS = {c.name: c for c in [
     Corruption('brightness', _brightness, (.1, .2, .3, .4, .5), 'digital', rgb_only=True, chunk=16),
     Corruption('contrast', _contrast, (.4, .3, .2, .1, .05), 'digital', chunk=16),
     Corruption('elastic_transform', _elastic, tuple(250 * a for a in (.05, .065, .085, .1, .12)), 'digital', moves=True),
-    Corruption('pixelate', _pixelate, (.6, .5, .4, .3, .25), 'digital', chunk=16),
-    Corruption('jpeg_compression', _jpeg, (25, 18, 15, 10, 7), 'digital', rgb_only=True, chunk=16),
+    Corruption('pixelate', _pixelate, (.6, .5, .4, .3, .25), 'digital', chunk=32),
+    Corruption('jpeg_compression', _jpeg, (25, 18, 15, 10, 7), 'digital', rgb_only=True, chunk=32),
     Corruption('speckle_noise', _speckle_noise, (.15, .2, .35, .45, .6), 'extra', chunk=16),
     Corruption('gaussian_blur', _gaussian_blur, (1, 2, 3, 4, 6), 'extra'),
     Corruption('spatter', _spatter, ((.65, .3, 4, .69, .6, 0), (.65, .3, 3, .68, .6, 0), (.65, .3, 2, .68, .5, 0),
@@ -563,17 +550,23 @@ def get_corruption(name)->Corruption:
     return CORRUPTIONS[name]
 
 # %% ../../nbs/robustness/00_corruptions.ipynb #cf104073
-def _chunked(fn, x, size:int, g)->list:
-    "`fn(part, generator)` over chunks of `size` images, each with a generator seeded from `g`; with several torch threads, in a thread pool."
+@contextmanager
+def _torch_threads(n:int):
+    "Set torch's intra-op threads (process-wide) to `n` inside the block; yields the previous count, restored after."
+    n0 = torch.get_num_threads()
+    if n == n0: yield n0; return
+    torch.set_num_threads(n)
+    try: yield n0
+    finally: torch.set_num_threads(n0)
+
+def _chunked(fn, x, size:int, g, workers:int)->list:
+    "`fn(part, generator)` over chunks of `size` images, each with a generator seeded from `g`, on up to `workers` threads."
     parts = x.split(size)
     seeds = torch.randint(0, 2**62, (len(parts),), generator=g).tolist()   # fixed chunks and seeds: the output does not depend on the thread count
     run = lambda i: fn(parts[i], _gen(seeds[i], x.device))
-    k = min(len(parts), torch.get_num_threads())
+    k = min(len(parts), workers)
     if k <= 1: return [run(i) for i in range(len(parts))]
-    n0 = torch.get_num_threads()
-    try:   # one torch thread per worker (thread-local under OpenMP): no parallel region, so no barrier waits on a busy machine
-        with ThreadPoolExecutor(k, initializer=torch.set_num_threads, initargs=(1,)) as ex: return list(ex.map(run, range(len(parts))))
-    finally: torch.set_num_threads(n0)
+    with ThreadPoolExecutor(k) as ex: return list(ex.map(run, range(len(parts))))
 
 def _run(x, c:Corruption, severity:int, seed:int):
     "Apply `c` at `severity`: returns (images, source coordinates or None)."
@@ -581,9 +574,10 @@ def _run(x, c:Corruption, severity:int, seed:int):
     grey = x.shape[1] == 1
     xi = x.expand(-1, 3, -1, -1) if grey and c.rgb_only else x
     xi, p = xi.contiguous(), c.params[severity - 1]
-    if x.device.type == 'cpu' and len(xi) > c.chunk:
-        parts = _chunked(lambda part, gi: c.fn(part, p, gi), xi, c.chunk, g)
-        out = tuple(torch.cat(o) for o in zip(*parts)) if c.moves else torch.cat(parts)
+    if x.device.type == 'cpu':
+        with _torch_threads(1) as n:   # parallel over chunks (torch ops release the GIL), never inside an op: no OpenMP regions
+            parts = _chunked(lambda part, gi: c.fn(part, p, gi), xi, c.chunk, g, workers=n)
+            out = parts[0] if len(parts) == 1 else tuple(torch.cat(o) for o in zip(*parts)) if c.moves else torch.cat(parts)
     else: out = c.fn(xi, p, g)
     y, src = out if c.moves else (out, None)
     if grey and c.rgb_only: y = y.mean(1, keepdim=True)
