@@ -43,13 +43,23 @@ def check_images(x,                  # images: a float tensor (N, C, H, W) or (C
         raise ValueError(f'{what} have {c} channels (shape {tuple(x.shape)}); the corruptions take 1 (grey) or 3 (RGB) channels first.')
     if h < 16 or w < 16: raise ValueError(f'{what} are {h}x{w}; the corruptions need at least 16x16 pixels.')
     if x.numel():
-        lo, hi = map(float, torch.aminmax(x))   # one pass
+        with _torch_threads(1 if x.device.type == 'cpu' else torch.get_num_threads()):   # no OpenMP region on CPU (see `_run`)
+            lo, hi = map(float, torch.aminmax(x))   # one pass
         if not (math.isfinite(lo) and math.isfinite(hi)): raise ValueError(f'{what} contain NaN or inf values.')
         if lo < -1e-6 or hi > 1 + 1e-6:
             hint = ' They look like 0-255 values: divide by 255.' if hi > 1.5 and lo >= 0 else \
                    ' They look normalised (mean/std): corrupt before normalising, or undo it.' if lo < 0 else ' Clamp them to [0, 1].'
             raise ValueError(f'{what} have values in [{lo:.4g}, {hi:.4g}]; the corruptions expect values in [0, 1].{hint}')
     return x
+
+@contextmanager
+def _torch_threads(n:int):
+    "Set torch's intra-op threads (process-wide) to `n` inside the block; yields the previous count, restored after."
+    n0 = torch.get_num_threads()
+    if n == n0: yield n0; return
+    torch.set_num_threads(n)
+    try: yield n0
+    finally: torch.set_num_threads(n0)
 
 def _check_severity(s)->int:
     if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or int(s) not in SEVERITIES:
@@ -550,15 +560,6 @@ def get_corruption(name)->Corruption:
     return CORRUPTIONS[name]
 
 # %% ../../nbs/robustness/00_corruptions.ipynb #cf104073
-@contextmanager
-def _torch_threads(n:int):
-    "Set torch's intra-op threads (process-wide) to `n` inside the block; yields the previous count, restored after."
-    n0 = torch.get_num_threads()
-    if n == n0: yield n0; return
-    torch.set_num_threads(n)
-    try: yield n0
-    finally: torch.set_num_threads(n0)
-
 def _chunked(fn, x, size:int, g, workers:int)->list:
     "`fn(part, generator)` over chunks of `size` images, each with a generator seeded from `g`, on up to `workers` threads."
     parts = x.split(size)
@@ -570,18 +571,18 @@ def _chunked(fn, x, size:int, g, workers:int)->list:
 
 def _run(x, c:Corruption, severity:int, seed:int):
     "Apply `c` at `severity`: returns (images, source coordinates or None)."
-    g = _gen(seed, x.device)
+    g, cpu = _gen(seed, x.device), x.device.type == 'cpu'
     grey = x.shape[1] == 1
-    xi = x.expand(-1, 3, -1, -1) if grey and c.rgb_only else x
-    xi, p = xi.contiguous(), c.params[severity - 1]
-    if x.device.type == 'cpu':
-        with _torch_threads(1) as n:   # parallel over chunks (torch ops release the GIL), never inside an op: no OpenMP regions
+    with _torch_threads(1 if cpu else torch.get_num_threads()) as n:   # CPU: parallel over chunks (torch ops release the GIL), no OpenMP regions
+        xi = x.expand(-1, 3, -1, -1) if grey and c.rgb_only else x
+        xi, p = xi.contiguous(), c.params[severity - 1]
+        if cpu:
             parts = _chunked(lambda part, gi: c.fn(part, p, gi), xi, c.chunk, g, workers=n)
             out = parts[0] if len(parts) == 1 else tuple(torch.cat(o) for o in zip(*parts)) if c.moves else torch.cat(parts)
-    else: out = c.fn(xi, p, g)
-    y, src = out if c.moves else (out, None)
-    if grey and c.rgb_only: y = y.mean(1, keepdim=True)
-    return y.to(x.dtype), src
+        else: out = c.fn(xi, p, g)
+        y, src = out if c.moves else (out, None)
+        if grey and c.rgb_only: y = y.mean(1, keepdim=True)
+        return y.to(x.dtype), src
 
 def corrupt(images,         # float (N, C, H, W) or (C, H, W) in [0, 1], C = 1 or 3, on any device
             name,           # a corruption name (see `corruption_names`) or a `Corruption`
