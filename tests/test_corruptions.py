@@ -130,3 +130,57 @@ def test_occlusion_covers_the_documented_area():
         y = corrupt(x, 'occlusion', s, seed=s)
         covered = (y != x).any(1).float().mean().item()
         assert frac * 0.6 <= covered <= frac * 1.05, (s, covered)     # overlapping patches cover a little less
+
+@pytest.mark.parametrize('severity', range(1, 6))
+def test_jpeg_is_bit_identical_to_the_reference_on_cpu(photos, severity):
+    "On the CPU, JPEG goes through libjpeg-turbo as the reference's PIL does: the same bytes out, in a thread pool or not."
+    u8 = to_uint8(photos)
+    ref = np.stack([reference_corrupt(a, 'jpeg_compression', severity) for a in u8])
+    np.testing.assert_array_equal(to_uint8(corrupt(photos, 'jpeg_compression', severity)), ref)
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1); one = corrupt(photos, 'jpeg_compression', severity)
+    finally: torch.set_num_threads(n)
+    np.testing.assert_array_equal(to_uint8(one), ref)
+
+def test_torch_jpeg_codec_stays_close_to_libjpeg(photos):
+    "The torch codec (used off the CPU) changes the image as much as libjpeg does, within 2%, at every severity."
+    from cvkit.robustness.corruptions import _jpeg, _jpeg_torch
+    u8 = to_uint8(photos)
+    for q in (25, 18, 15, 10, 7):
+        a, b = _mac(to_uint8(_jpeg_torch(photos, q, None)), u8), _mac(to_uint8(_jpeg(photos, q, None)), u8)
+        assert abs(a / b - 1) < 0.02, (q, a, b)
+
+@pytest.mark.parametrize('severity', range(1, 6))
+def test_pixelate_matches_pil_within_one_grey_level(photos, severity):
+    "PIL's BOX bins and NEAREST rule exactly; the only difference left is PIL's 8-bit rounding between passes."
+    u8 = to_uint8(photos)
+    d = np.stack([np.abs(reference_corrupt(a, 'pixelate', severity).astype(int) - b.astype(int))
+                  for a, b in zip(u8, to_uint8(corrupt(photos, 'pixelate', severity)))])
+    assert d.max() <= 1 and d.mean() < 0.5, (d.max(), d.mean())
+
+def test_pixelate_non_square_and_matrix_path_agree():
+    "A non-square image against PIL directly, and the CPU index_add_ path against the matrix path used on other devices."
+    from PIL import Image
+    from cvkit.robustness.corruptions import _box_down
+    x = sample_photos(224)[:1, :, :150, :200].contiguous()
+    a = to_uint8(x)[0]
+    ref = np.asarray(Image.fromarray(a).resize((int(200 * .3), int(150 * .3)), Image.BOX).resize((200, 150), Image.NEAREST)).astype(int)
+    assert np.abs(to_uint8(corrupt(x, 'pixelate', 4))[0].astype(int) - ref).max() <= 1
+    xs = torch.rand(2, 3, 97, 150)
+    dense = lambda n, k: _box_down(torch.eye(n)[None, None], 3, k)[0, 0]          # (n, k): the bins as a matrix
+    torch.testing.assert_close(_box_down(xs, 3, 58), xs @ dense(150, 58), atol=1e-5, rtol=0)
+    torch.testing.assert_close(_box_down(xs, 2, 41), (xs.transpose(2, 3) @ dense(97, 41)).transpose(2, 3), atol=1e-5, rtol=0)
+
+@pytest.mark.parametrize('name', ['gaussian_noise', 'shot_noise', 'motion_blur', 'glass_blur', 'frost', 'jpeg_compression', 'elastic_transform'])
+def test_output_does_not_depend_on_thread_count(name):
+    "On CPU the batch runs in chunks with their own seeds, in a thread pool when torch has several threads: same output either way."
+    x = sample_photos(48).repeat(7, 1, 1, 1)                     # 21 images: several chunks, the last one short
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1); one = apply(x, name, 3, masks=torch.zeros(21, 48, 48, dtype=torch.uint8), seed=5)
+        torch.set_num_threads(3); three = apply(x, name, 3, masks=torch.zeros(21, 48, 48, dtype=torch.uint8), seed=5)
+        assert torch.get_num_threads() == 3                     # the pool's workers do not change the caller's setting
+    finally: torch.set_num_threads(n)
+    assert torch.equal(one['images'], three['images']) and torch.equal(one['masks'], three['masks'])
+    assert not torch.equal(one['images'][:3], one['images'][3:6]) or name == 'jpeg_compression'   # chunks draw different noise

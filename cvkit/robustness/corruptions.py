@@ -4,7 +4,8 @@
 
 # %% ../../nbs/robustness/00_corruptions.ipynb #7c3aea05
 from __future__ import annotations
-import math, warnings
+import functools, math, warnings
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
@@ -42,13 +43,23 @@ def check_images(x,                  # images: a float tensor (N, C, H, W) or (C
         raise ValueError(f'{what} have {c} channels (shape {tuple(x.shape)}); the corruptions take 1 (grey) or 3 (RGB) channels first.')
     if h < 16 or w < 16: raise ValueError(f'{what} are {h}x{w}; the corruptions need at least 16x16 pixels.')
     if x.numel():
-        lo, hi = float(x.min()), float(x.max())
+        with _torch_threads(1 if x.device.type == 'cpu' else torch.get_num_threads()):   # no OpenMP region on CPU (see `_run`)
+            lo, hi = map(float, torch.aminmax(x))   # one pass
         if not (math.isfinite(lo) and math.isfinite(hi)): raise ValueError(f'{what} contain NaN or inf values.')
         if lo < -1e-6 or hi > 1 + 1e-6:
             hint = ' They look like 0-255 values: divide by 255.' if hi > 1.5 and lo >= 0 else \
                    ' They look normalised (mean/std): corrupt before normalising, or undo it.' if lo < 0 else ' Clamp them to [0, 1].'
             raise ValueError(f'{what} have values in [{lo:.4g}, {hi:.4g}]; the corruptions expect values in [0, 1].{hint}')
     return x
+
+@contextmanager
+def _torch_threads(n:int):
+    "Set torch's intra-op threads (process-wide) to `n` inside the block; yields the previous count, restored after."
+    n0 = torch.get_num_threads()
+    if n == n0: yield n0; return
+    torch.set_num_threads(n)
+    try: yield n0
+    finally: torch.set_num_threads(n0)
 
 def _check_severity(s)->int:
     if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or int(s) not in SEVERITIES:
@@ -86,19 +97,41 @@ def _blur_matrix(n:int, k:torch.Tensor, mode:str)->torch.Tensor:
     i = i.clamp(0, n - 1)             # 'replicate' (scipy's 'nearest'), and the fallback for kernels wider than the image
     return torch.zeros(n, n, device=k.device, dtype=k.dtype).scatter_add_(1, i, k.expand(n, -1).contiguous())
 
+def _shift_blur(x, k:list, mode:str)->torch.Tensor:
+    "Separable blur of (N, C, H, W) by the centred 1-D kernel `k` (floats) as shifted multiply-adds over a padded copy."
+    r, (h, w) = (len(k) - 1) // 2, x.shape[-2:]
+    xp = _pad(x, (r, r, r, r), mode)
+    y = xp[..., 0:h, :] * k[0]
+    for t in range(1, len(k)): y.add_(xp[..., t:t + h, :], alpha=k[t])
+    z = y[..., 0:w] * k[0]
+    for t in range(1, len(k)): z.add_(y[..., t:t + w], alpha=k[t])
+    return z
+
 def _blur(x, sigma:float, mode:str='replicate', truncate:float=4.0)->torch.Tensor:
-    "Separable Gaussian blur of (N, C, H, W), radius `int(truncate*sigma+0.5)` as scikit-image's `gaussian`: two dense matmuls."
+    "Separable Gaussian blur of (N, C, H, W), radius `int(truncate*sigma+0.5)` as scikit-image's `gaussian`: shifted adds or two dense matmuls."
     k = _gauss1d(sigma, truncate, x)
     h, w = x.shape[-2:]
+    r = (len(k) - 1) // 2
+    if x.device.type == 'cpu' and 12 * (2 * r + 1) < h + w and r < min(h, w):   # small radius on CPU: 2(2r+1) adds per pixel, 4 images at a time
+        return torch.cat([_shift_blur(part, k.tolist(), mode) for part in x.split(4)])
     return _blur_matrix(h, k, mode) @ x @ _blur_matrix(w, k, mode).T
+
+def _fft_size(n:int)->int:
+    "The smallest length >= n of the form 2^a 3^b 5^c (fast for FFTs)."
+    while True:
+        k = n
+        for p in (2, 3, 5):
+            while k % p == 0: k //= p
+        if k == 1: return n
+        n += 1
 
 def _fftconv(x, k, mode:str='reflect')->torch.Tensor:
     "True 2-D convolution of x (N, C, H, W) with a centred odd kernel k (kh, kw) or per image (N, 1, kh, kw), via FFT."
     kh, kw = k.shape[-2:]; ph, pw = kh // 2, kw // 2
     n, c, h, w = x.shape
     xp = _pad(x, (pw, pw, ph, ph), mode)
-    s = xp.shape[-2:]
-    y = torch.fft.irfft2(torch.fft.rfft2(xp) * torch.fft.rfft2(k, s=s), s=s)
+    s = tuple(_fft_size(m) for m in xp.shape[-2:])   # zero-padding further changes nothing in the crop, and avoids slow prime lengths
+    y = torch.fft.irfft2(torch.fft.rfft2(xp, s=s) * torch.fft.rfft2(k, s=s), s=s)
     return y[..., kh - 1:kh - 1 + h, kw - 1:kw - 1 + w]
 
 # %% ../../nbs/robustness/00_corruptions.ipynb #2935c88b
@@ -235,13 +268,22 @@ def _fog(x, c, g):
 FROST_PALETTE = ((0.305, 0.585, 0.650, 0.077), (0.787, 0.805, 0.841, 0.087), (0.787, 0.805, 0.841, 0.087),
                  (0.540, 0.599, 0.648, 0.114), (0.441, 0.484, 0.528, 0.169))
 
+def _standardise(t):
+    "(t - mean) / (std + 1e-8) per image over (H, W), std unbiased as `torch.std`'s (which is several times slower on CPU)."
+    d = t - t.mean((2, 3), keepdim=True)
+    return d / (((d * d).sum((2, 3), keepdim=True) / (t.shape[2] * t.shape[3] - 1)).sqrt() + 1e-8)
+
+def _bicubic_matrix(s:int, n:int, x)->torch.Tensor:
+    "(n, s) weights of torch's bicubic upsampling from s to n along one axis (align_corners=False): an interpolated identity."
+    return F.interpolate(torch.eye(s, device=x.device, dtype=x.dtype)[None, None], size=(n, s), mode='bicubic', align_corners=False)[0, 0]
+
 def _octaves(n, h, w, g, x, levels=5):
-    "Fractal value noise (n, 1, h, w), zero mean and unit variance: bilinearly upsampled uniform noise, amplitudes halving."
+    "Fractal value noise (n, 1, h, w), zero mean and unit variance: bicubically upsampled uniform noise (two small matmuls), amplitudes halving."
     out = torch.zeros(n, 1, h, w, device=x.device, dtype=x.dtype)
     for k in range(levels):
         s = max(2, min(h, w) >> (levels - k))
-        out += 0.5 ** (levels - 1 - k) * F.interpolate(_rand((n, 1, s, s), g, x), size=(h, w), mode='bicubic', align_corners=False)
-    return (out - out.mean((2, 3), keepdim=True)) / (out.std((2, 3), keepdim=True) + 1e-8)
+        out += 0.5 ** (levels - 1 - k) * (_bicubic_matrix(s, h, x) @ _rand((n, 1, s, s), g, x) @ _bicubic_matrix(s, w, x).T)
+    return _standardise(out)
 
 def frost_layer(n:int, h:int, w:int, g:torch.Generator, x:torch.Tensor)->torch.Tensor:
     "Procedural frost (n, 3, h, w): cloudy fractal ice plus needle-like crystals, with the colour and contrast of one of ImageNet-C's frost photos."
@@ -251,8 +293,7 @@ def frost_layer(n:int, h:int, w:int, g:torch.Generator, x:torch.Tensor)->torch.T
     kern = sum(_motion_kernel(r, r / 2, _uniform((n,), 0., 360., g, x)) for _ in range(3)).to(x.dtype)   # three directions, one FFT
     needles = _fftconv(seeds, kern, 'replicate')
     needles = torch.maximum(needles, _blur(seeds, 0.8)) * (0.5 + 0.5 * (base > 0))
-    tex = base + 3 * (needles - needles.mean((2, 3), keepdim=True)) / (needles.std((2, 3), keepdim=True) + 1e-8) * 0.35
-    tex = (tex - tex.mean((2, 3), keepdim=True)) / (tex.std((2, 3), keepdim=True) + 1e-8)
+    tex = _standardise(base + 1.05 * _standardise(needles))
     pal = torch.tensor(FROST_PALETTE, device=x.device, dtype=x.dtype)[torch.randint(0, len(FROST_PALETTE), (n,), generator=g, device=x.device)]
     return (pal[:, :3, None, None] + pal[:, 3:, None, None] * tex).clamp_(0, 1)
 
@@ -280,6 +321,22 @@ def _saturate(x, c, g):
     grey = torch.cat([v, v * (1 - s2), v * (1 - s2)], 1)
     return torch.where(s > 0, coloured, grey).clamp_(0, 1)
 
+def _elastic(x, c, g):
+    "Smooth random displacement field (Gaussian-filtered uniform noise, scaled by `alpha`), bilinear resampling."
+    n, _, h, w = x.shape
+    sigma, md = 0.01 * h, 0.005 * h
+    d = _blur(_uniform((n, 2, h, w), -md, md, g, x), sigma, 'reflect', truncate=3.0) * c
+    yy, xx = torch.meshgrid(torch.arange(h, device=x.device, dtype=x.dtype), torch.arange(w, device=x.device, dtype=x.dtype), indexing='ij')
+    src = torch.stack([xx + d[:, 0], yy + d[:, 1]], -1)
+    return _sample(x, src, 'bilinear').clamp_(0, 1), src
+
+def _sample(x, src, mode='bilinear'):
+    "Resample x (N, C, H, W) at pixel coordinates `src` (N, H, W, 2) as (x, y), reflecting at the borders."
+    h, w = x.shape[-2:]
+    grid = torch.stack([(2 * src[..., 0] + 1) / w - 1, (2 * src[..., 1] + 1) / h - 1], -1)
+    return F.grid_sample(x, grid.to(x.dtype), mode=mode, padding_mode='reflection', align_corners=False)
+
+# %% ../../nbs/robustness/00_corruptions.ipynb #de314cef
 _LUMA_Q = torch.tensor([16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
                         14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
                         49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99], dtype=torch.float64).view(8, 8)
@@ -309,8 +366,8 @@ def _jpeg_plane(p, q, D):
     coef = torch.round(coef / q) * q
     return (coef @ K).view(n, h // 8, w // 8, 8, 8).transpose(2, 3).reshape(n, 1, h, w)
 
-def _jpeg(x, quality, g):
-    "Baseline JPEG round trip (YCbCr, 4:2:0 chroma, IJG tables at `quality`), vectorised over the batch."
+def _jpeg_torch(x, quality, g):
+    "Baseline JPEG round trip in torch (YCbCr, 4:2:0 chroma, IJG tables at `quality`), vectorised over the batch."
     n, _, h, w = x.shape
     dt = torch.float32
     v = torch.round(x.to(dt) * 255)
@@ -326,34 +383,58 @@ def _jpeg(x, quality, g):
     rgb = torch.einsum('ij,njhw->nihw', _YCC2RGB.to(x.device, dt), torch.cat([y, cc[:n], cc[n:]], 1))
     return (torch.round(rgb.clamp_(0, 255))[..., :h, :w] / 255).to(x.dtype)
 
-def _box_matrix(n_in:int, n_out:int, x)->torch.Tensor:
-    "(n_out, n_in) weights of an exact box (area) resampling: each output pixel averages the input span it covers."
-    e = torch.arange(n_out + 1, device=x.device, dtype=torch.float64) * n_in / n_out
-    lo, hi = e[:-1, None], e[1:, None]
-    i = torch.arange(n_in, device=x.device, dtype=torch.float64)[None]
-    wt = (torch.minimum(hi, i + 1) - torch.maximum(lo, i)).clamp_min(0)
-    return (wt / wt.sum(1, keepdim=True)).to(x.dtype)
+@functools.cache
+def _has_libjpeg()->bool:
+    "Whether torchvision's image extension (libjpeg-turbo) loads and round-trips an image."
+    try:
+        from torchvision.io import decode_jpeg, encode_jpeg
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', DeprecationWarning)
+            return decode_jpeg(encode_jpeg(torch.zeros(3, 8, 8, dtype=torch.uint8), quality=50)).shape == (3, 8, 8)
+    except (ImportError, RuntimeError, OSError): return False
+
+def _libjpeg_roundtrip(images, quality:int)->list:
+    "Encode and decode each uint8 (H, W, 3) image of `images` with libjpeg-turbo at `quality`; returns (H, W, 3) tensors."
+    from torchvision.io import decode_jpeg, encode_jpeg
+    # encode_jpeg takes (3, H, W) and makes it (H, W, 3)-contiguous (a no-op on this view); decode_jpeg returns a (3, H, W) view of (H, W, 3)
+    return [decode_jpeg(encode_jpeg(im.permute(2, 0, 1), quality=quality)).permute(1, 2, 0) for im in images]
+
+def _jpeg(x, quality, g):
+    "JPEG round trip at `quality`: libjpeg-turbo on CPU (bit-identical to the reference's PIL), the torch codec elsewhere."
+    if x.device.type != 'cpu' or not _has_libjpeg(): return _jpeg_torch(x, quality, g)
+    n, c, h, w = x.shape
+    u = torch.empty(n, h, w, c, dtype=torch.uint8)
+    u.permute(0, 3, 1, 2).copy_(x.mul(255).add_(0.5))      # round to 8 bits (x >= 0, so truncating x*255 + 0.5 rounds)
+    with warnings.catch_warnings():   # torchvision 0.29 deprecates its codecs (a DeprecationWarning on every call)
+        warnings.filterwarnings('ignore', message='The image decoding and encoding', category=DeprecationWarning)
+        out = _libjpeg_roundtrip(u, quality)
+    return torch.empty_like(x).copy_(torch.stack(out).permute(0, 3, 1, 2)).div_(255)
+
+# %% ../../nbs/robustness/00_corruptions.ipynb #a6669056
+def _box_bins(n_in:int, n_out:int):
+    "PIL's BOX bins along an axis: output pixel i averages input pixels lo[i] <= j < hi[i] (PIL's `precompute_coeffs`)."
+    s = n_in / n_out
+    c = (torch.arange(n_out, dtype=torch.float64) + 0.5) * s
+    return (c - 0.5 * s + 0.5).long().clamp(0, n_in), (c + 0.5 * s + 0.5).long().clamp(0, n_in)
+
+def _box_down(x, dim:int, n_out:int)->torch.Tensor:
+    "PIL BOX downsampling of (N, C, H, W) along `dim` (2 or 3) to `n_out`: one `index_add_` on CPU, a banded matrix product elsewhere."
+    n_in = x.shape[dim]
+    lo, hi = _box_bins(n_in, n_out)
+    cnt = (hi - lo).to(x.device, x.dtype)
+    if x.device.type == 'cpu' and int(lo[0]) == 0 and int(hi[-1]) == n_in and torch.equal(hi[:-1], lo[1:]):   # the bins partition the axis
+        shape = list(x.shape); shape[dim] = n_out
+        y = x.new_zeros(shape).index_add_(dim, torch.repeat_interleave(torch.arange(n_out), hi - lo), x)
+        return y / (cnt[:, None] if dim == 2 else cnt)
+    j = torch.arange(n_in)[None]
+    m = ((j >= lo[:, None]) & (j < hi[:, None])).to(x.device, x.dtype) / cnt[:, None]
+    return m @ x if dim == 2 else x @ m.T
 
 def _pixelate(x, c, g):
-    "Box-filter down to `c` of the size, then nearest-neighbour back up (as PIL's BOX then NEAREST)."
+    "PIL's BOX down to `c` of the size, then nearest-neighbour back up (PIL's NEAREST is torch's 'nearest-exact')."
     h, w = x.shape[-2:]
-    small = _box_matrix(h, max(1, int(h * c)), x) @ x @ _box_matrix(w, max(1, int(w * c)), x).T
+    small = _box_down(_box_down(x, 2, max(1, int(h * c))), 3, max(1, int(w * c)))
     return F.interpolate(small, size=(h, w), mode='nearest-exact')
-
-def _elastic(x, c, g):
-    "Smooth random displacement field (Gaussian-filtered uniform noise, scaled by `alpha`), bilinear resampling."
-    n, _, h, w = x.shape
-    sigma, md = 0.01 * h, 0.005 * h
-    d = _blur(_uniform((n, 2, h, w), -md, md, g, x), sigma, 'reflect', truncate=3.0) * c
-    yy, xx = torch.meshgrid(torch.arange(h, device=x.device, dtype=x.dtype), torch.arange(w, device=x.device, dtype=x.dtype), indexing='ij')
-    src = torch.stack([xx + d[:, 0], yy + d[:, 1]], -1)
-    return _sample(x, src, 'bilinear').clamp_(0, 1), src
-
-def _sample(x, src, mode='bilinear'):
-    "Resample x (N, C, H, W) at pixel coordinates `src` (N, H, W, 2) as (x, y), reflecting at the borders."
-    h, w = x.shape[-2:]
-    grid = torch.stack([(2 * src[..., 0] + 1) / w - 1, (2 * src[..., 1] + 1) / h - 1], -1)
-    return F.grid_sample(x, grid.to(x.dtype), mode=mode, padding_mode='reflection', align_corners=False)
 
 # %% ../../nbs/robustness/00_corruptions.ipynb #56bb0a00
 def _spatter(x, c, g):
@@ -428,30 +509,31 @@ class Corruption:
     moves: bool = False    # moves pixels: boxes and masks follow the same displacement
     rgb_only: bool = False # colour corruptions: grey inputs are expanded to RGB and averaged back
     reference: bool = True # also in the `imagecorruptions` package (fidelity-tested against it)
+    chunk: int = 8         # on CPU, images per chunk: chunks run in parallel, one torch thread each, intermediates in cache
 
 _ar = lambda *a: tuple(np.round(np.arange(*a), 4).tolist())
 CORRUPTIONS = {c.name: c for c in [
-    Corruption('gaussian_noise', _gaussian_noise, (.08, .12, .18, .26, .38), 'noise'),
+    Corruption('gaussian_noise', _gaussian_noise, (.08, .12, .18, .26, .38), 'noise', chunk=16),
     Corruption('shot_noise', _shot_noise, (60, 25, 12, 5, 3), 'noise'),
-    Corruption('impulse_noise', _impulse_noise, (.03, .06, .09, .17, .27), 'noise'),
-    Corruption('defocus_blur', _defocus_blur, ((3, .1), (4, .5), (6, .5), (8, .5), (10, .5)), 'blur'),
+    Corruption('impulse_noise', _impulse_noise, (.03, .06, .09, .17, .27), 'noise', chunk=16),
+    Corruption('defocus_blur', _defocus_blur, ((3, .1), (4, .5), (6, .5), (8, .5), (10, .5)), 'blur', chunk=4),
     Corruption('glass_blur', _glass_blur, ((.7, 1, 2), (.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2)), 'blur', moves=True),
-    Corruption('motion_blur', _motion_blur, ((10, 3), (15, 5), (15, 8), (15, 12), (20, 15)), 'blur'),
+    Corruption('motion_blur', _motion_blur, ((10, 3), (15, 5), (15, 8), (15, 12), (20, 15)), 'blur', chunk=4),
     Corruption('zoom_blur', _zoom_blur, (_ar(1, 1.11, .01), _ar(1, 1.16, .01), _ar(1, 1.21, .02), _ar(1, 1.26, .02), _ar(1, 1.31, .03)), 'blur'),
     Corruption('snow', _snow, ((.1, .3, 3, .5, 10, 4, .8), (.2, .3, 2, .5, 12, 4, .7), (.55, .3, 4, .9, 12, 8, .7),
-                               (.55, .3, 4.5, .85, 12, 8, .65), (.55, .3, 2.5, .85, 12, 12, .55)), 'weather', rgb_only=True),
+                               (.55, .3, 4.5, .85, 12, 8, .65), (.55, .3, 2.5, .85, 12, 12, .55)), 'weather', rgb_only=True, chunk=4),
     Corruption('frost', _frost, ((1, .4), (.8, .6), (.7, .7), (.65, .7), (.6, .75)), 'weather', rgb_only=True),
-    Corruption('fog', _fog, ((1.5, 2), (2., 2), (2.5, 1.7), (2.5, 1.5), (3., 1.4)), 'weather'),
-    Corruption('brightness', _brightness, (.1, .2, .3, .4, .5), 'digital', rgb_only=True),
-    Corruption('contrast', _contrast, (.4, .3, .2, .1, .05), 'digital'),
+    Corruption('fog', _fog, ((1.5, 2), (2., 2), (2.5, 1.7), (2.5, 1.5), (3., 1.4)), 'weather', chunk=4),
+    Corruption('brightness', _brightness, (.1, .2, .3, .4, .5), 'digital', rgb_only=True, chunk=16),
+    Corruption('contrast', _contrast, (.4, .3, .2, .1, .05), 'digital', chunk=16),
     Corruption('elastic_transform', _elastic, tuple(250 * a for a in (.05, .065, .085, .1, .12)), 'digital', moves=True),
-    Corruption('pixelate', _pixelate, (.6, .5, .4, .3, .25), 'digital'),
-    Corruption('jpeg_compression', _jpeg, (25, 18, 15, 10, 7), 'digital', rgb_only=True),
-    Corruption('speckle_noise', _speckle_noise, (.15, .2, .35, .45, .6), 'extra'),
+    Corruption('pixelate', _pixelate, (.6, .5, .4, .3, .25), 'digital', chunk=32),
+    Corruption('jpeg_compression', _jpeg, (25, 18, 15, 10, 7), 'digital', rgb_only=True, chunk=32),
+    Corruption('speckle_noise', _speckle_noise, (.15, .2, .35, .45, .6), 'extra', chunk=16),
     Corruption('gaussian_blur', _gaussian_blur, (1, 2, 3, 4, 6), 'extra'),
     Corruption('spatter', _spatter, ((.65, .3, 4, .69, .6, 0), (.65, .3, 3, .68, .6, 0), (.65, .3, 2, .68, .5, 0),
                                      (.65, .3, 1, .65, 1.5, 1), (.67, .4, 1, .65, 1.5, 1)), 'extra', rgb_only=True),
-    Corruption('saturate', _saturate, ((.3, 0), (.1, 0), (2, 0), (5, .1), (20, .2)), 'extra', rgb_only=True),
+    Corruption('saturate', _saturate, ((.3, 0), (.1, 0), (2, 0), (5, .1), (20, .2)), 'extra', rgb_only=True, chunk=16),
     Corruption('low_light', _low_light, ((.6, 1.4, 200, .01), (.45, 1.6, 100, .015), (.33, 1.9, 50, .02),
                                          (.24, 2.2, 25, .03), (.16, 2.5, 12, .04)), 'product', reference=False),
     Corruption('occlusion', _occlusion, ((1, .04), (2, .08), (3, .12), (4, .18), (5, .25)), 'product', reference=False),
@@ -478,15 +560,29 @@ def get_corruption(name)->Corruption:
     return CORRUPTIONS[name]
 
 # %% ../../nbs/robustness/00_corruptions.ipynb #cf104073
+def _chunked(fn, x, size:int, g, workers:int)->list:
+    "`fn(part, generator)` over chunks of `size` images, each with a generator seeded from `g`, on up to `workers` threads."
+    parts = x.split(size)
+    seeds = torch.randint(0, 2**62, (len(parts),), generator=g).tolist()   # fixed chunks and seeds: the output does not depend on the thread count
+    run = lambda i: fn(parts[i], _gen(seeds[i], x.device))
+    k = min(len(parts), workers)
+    if k <= 1: return [run(i) for i in range(len(parts))]
+    with ThreadPoolExecutor(k) as ex: return list(ex.map(run, range(len(parts))))
+
 def _run(x, c:Corruption, severity:int, seed:int):
     "Apply `c` at `severity`: returns (images, source coordinates or None)."
-    g = _gen(seed, x.device)
+    g, cpu = _gen(seed, x.device), x.device.type == 'cpu'
     grey = x.shape[1] == 1
-    xi = x.expand(-1, 3, -1, -1) if grey and c.rgb_only else x
-    out = c.fn(xi.contiguous(), c.params[severity - 1], g)
-    y, src = out if c.moves else (out, None)
-    if grey and c.rgb_only: y = y.mean(1, keepdim=True)
-    return y.to(x.dtype), src
+    with _torch_threads(1 if cpu else torch.get_num_threads()) as n:   # CPU: parallel over chunks (torch ops release the GIL), no OpenMP regions
+        xi = x.expand(-1, 3, -1, -1) if grey and c.rgb_only else x
+        xi, p = xi.contiguous(), c.params[severity - 1]
+        if cpu:
+            parts = _chunked(lambda part, gi: c.fn(part, p, gi), xi, c.chunk, g, workers=n)
+            out = parts[0] if len(parts) == 1 else tuple(torch.cat(o) for o in zip(*parts)) if c.moves else torch.cat(parts)
+        else: out = c.fn(xi, p, g)
+        y, src = out if c.moves else (out, None)
+        if grey and c.rgb_only: y = y.mean(1, keepdim=True)
+        return y.to(x.dtype), src
 
 def corrupt(images,         # float (N, C, H, W) or (C, H, W) in [0, 1], C = 1 or 3, on any device
             name,           # a corruption name (see `corruption_names`) or a `Corruption`
