@@ -10,7 +10,7 @@ from typing import Callable
 from .predictions import Predictions
 
 # %% auto #0
-__all__ = ['TASKS', 'Task', 'register_task', 'get_task']
+__all__ = ['TASKS', 'Task', 'register_task', 'defer_task', 'get_task']
 
 # %% ../../nbs/evaluate/00a_tasks.ipynb #3b7aee5e
 def _resolve(f):
@@ -51,9 +51,28 @@ def register_task(name:str,               # the task's name, stored in reports a
     return TASKS[name]
 
 # %% ../../nbs/evaluate/00a_tasks.ipynb #09e9170f
+_DEFERRED: dict[str, tuple[str, str]] = {}   # 'module:Class' of a predictions type -> (task name, module that registers it)
+
+def defer_task(name:str,             # the task's name
+               predictions_type:str, # its predictions class as 'package.module:Class' (a string: nothing is imported now)
+               module:str):          # the module whose import calls `register_task` for it
+    "Declare a task registered on first use: `get_task` imports `module` when it meets `name` or an instance of that class."
+    _DEFERRED[predictions_type] = (name, module)
+
+def _load_deferred(name:str|None=None, cls:type|None=None)->bool:
+    "Import the module that registers the deferred task called `name` or owning `cls`; True if one was imported."
+    keys = [f'{c.__module__}:{c.__qualname__}' for c in cls.__mro__] if cls is not None else []
+    for key, (n, mod) in list(_DEFERRED.items()):
+        if n == name or key in keys:
+            importlib.import_module(mod)   # a failing import leaves the entry, so the next call fails the same way
+            _DEFERRED.pop(key, None)
+            return True
+    return False
+
 def get_task(x)->Task:
     "The `Task` of `x`: a task name, a predictions object or a predictions type."
     if isinstance(x, str):
+        if x not in TASKS and _load_deferred(name=x): return get_task(x)
         if x not in TASKS: raise KeyError(f"no task {x!r} is registered; registered: {', '.join(TASKS)}. "
                                           'Import the module that registers it, or call register_task.')
         return TASKS[x]
@@ -61,6 +80,7 @@ def get_task(x)->Task:
     for c in cls.__mro__:
         for t in TASKS.values():
             if t.predictions_type is c: return t
+    if _load_deferred(cls=cls): return get_task(cls)
     known = ', '.join(f'{t.name} ({t.predictions_type.__name__})' for t in TASKS.values())
     raise TypeError(f'no task is registered for {cls.__name__}; registered: {known}. Register one with register_task.')
 
@@ -72,3 +92,5 @@ register_task('classification', Predictions, resample_unit='sample', metrics=('a
               compare='cvkit.evaluate.compare:compare_classification',
               content_hash='cvkit.evaluate.golden:classification_content_hash',
               check_golden='cvkit.evaluate.golden:check_golden_classification');
+
+defer_task('detection', 'cvkit.evaluate.detection:DetectionPredictions', 'cvkit.evaluate.det_task')
