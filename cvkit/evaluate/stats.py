@@ -8,7 +8,6 @@ import math, os, warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, asdict
 import numpy as np
-from scipy.special import bdtr
 
 # %% auto #0
 __all__ = ['Estimate', 'resample_indices', 'bootstrap_samples', 'bootstrap', 'bootstrap_mean', 'bootstrap_confusion',
@@ -203,6 +202,7 @@ def mcnemar_exact(correct_a,   # (n,) bool: model A right on each sample
     _check_arrays([a, b])
     n01, n10 = int((~a & b).sum()), int((a & ~b).sum())
     m = n01 + n10
+    from scipy.special import bdtr   # here, so Estimate and the bootstrap import with numpy alone (the sweep summary uses them)
     p = 1.0 if m == 0 else float(min(1.0, 2 * bdtr(min(n01, n10), m, 0.5)))
     return dict(n01=n01, n10=n10, p_value=p)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from fastcore.basics import patch
+from ..evaluate.stats import Estimate   # numpy only: the summary stays torch- and scipy-free
 # Torch-free and runner-free: a summary reads run folders through the store only (cvkit.core imports torch).
 from .store import SweepDir, RunDir, atomic_write
 
@@ -132,7 +133,7 @@ def _err(e)->str: return e if isinstance(e, str) else 'no error recorded (not st
 def _cell(r, m)->str:
     v, lo, hi = r.get(m), r.get(f'{m} lo'), r.get(f'{m} hi')
     if v is None or (isinstance(v, float) and math.isnan(v)): return '–'
-    return f'{v:.4f}' + ('' if lo is None or math.isnan(lo) else f' [{lo:.4f}, {hi:.4f}]')
+    return format(Estimate(v, *(math.nan if x is None else x for x in (lo, hi))), '.4f')   # the one 'value [lo, hi]' format
 
 @patch
 def plot(self:SweepSummary, metrics:list[str]|None=None, max_metrics:int=4):
