@@ -92,15 +92,16 @@ def test_demo_from_the_wheel_outside_the_repository(wheel_env):
     run, = [p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith('_')]
     status = json.loads((run/'status.json').read_text())
     assert status['status'] == 'completed', status
-    for f in ('notebook.ipynb', 'metrics.json', 'report.json', 'predictions.parquet', 'lineage.json',
-              'checkpoints/best.safetensors', 'checkpoints/best.json'):
-        assert (run/f).is_file() and (run/f).stat().st_size > 0, f
+    from cvkit.lab.store import RunDir
+    rd = RunDir(run)   # the run-folder contract names every file
+    for f in (rd.notebook, rd.metrics_json, rd.report_json, rd.predictions, rd.lineage_json, rd.estimates_json, rd.checkpoint()):
+        assert Path(f).is_file() and Path(f).stat().st_size > 0, f
     meta = json.loads((sweep/'sweep.json').read_text())
     assert Path(meta['notebook']).resolve() == (pkg_nbs/'train_eval.ipynb').resolve(), meta['notebook']   # the packaged copy ran
     assert (sweep/'source.ipynb').read_bytes() == (ROOT/'experiments'/'train_eval.ipynb').read_bytes()
     assert sorted(p.name for p in pkg_nbs.iterdir()) == before                  # nothing was written next to the installed notebook
     from cvkit.evaluate.predictions import Predictions
-    m = json.loads((run/'metrics.json').read_text())
-    assert m['accuracy'] == pytest.approx(Predictions.load(run/'predictions.parquet').accuracy, abs=1e-12)
-    assert 0.0 <= m['accuracy_lo'] <= m['accuracy'] <= m['accuracy_hi'] <= 1.0
+    m, est = rd.metrics(), rd.estimates()['accuracy']
+    assert m['accuracy'] == pytest.approx(Predictions.load(rd.predictions).accuracy, abs=1e-12)
+    assert 0.0 <= est['lo'] <= m['accuracy'] == est['value'] <= est['hi'] <= 1.0
     assert '| cvkit_cnn_tiny |' in r.stdout and str(sweep) in r.stdout
