@@ -47,8 +47,8 @@ class Estimate:
 
     @classmethod
     def from_dict(cls, d:dict)->Estimate:
-        "Inverse of `to_dict` (None becomes NaN)."
-        d = dict(d)
+        "Inverse of `to_dict` (None becomes NaN); keys that are not Estimate fields (a p-value, a method name) are ignored."
+        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         for k in ('value', 'lo', 'hi'): d[k] = float('nan') if d.get(k) is None else d[k]
         return cls(**d)
 

@@ -16,6 +16,7 @@ from ..evaluate.metrics import get_metric, metric_ci
 from ..evaluate.stats import Estimate
 from ..evaluate.slices import simultaneous_band
 from .corruptions import CORRUPTIONS, Corrupt, SUBSETS, SEVERITIES, corruption_names, get_corruption, _check_severity
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['MIN_BASELINE_DROP', 'corrupted_predictions', 'RobustnessReport', 'analyse_robustness', 'attach_robustness',
@@ -247,7 +248,8 @@ def _mce(b:RobustnessReport, cells, clean, keys, names, m, err, counts, clean_r,
     return mce, rmce, ce, rce
 
 # %% ../../nbs/robustness/01_suite.ipynb #703b0325
-def _heatmap(self, ax=None, cmap='RdYlGn', annotate:bool=True):
+@patch
+def heatmap(self:RobustnessReport, ax=None, cmap='RdYlGn', annotate:bool=True):
     "Relative robustness per corruption (rows) and severity (columns), 1 = as good as clean."
     import matplotlib.pyplot as plt
     t = self.cells.pivot(index='corruption', columns='severity', values='relative').loc[list(self.per_corruption.corruption)]
@@ -262,18 +264,19 @@ def _heatmap(self, ax=None, cmap='RdYlGn', annotate:bool=True):
     ax.figure.colorbar(im, ax=ax, fraction=0.04)
     return ax
 
-def _fmt(e): return '–' if e is None else f'{e.value:.3f} [{e.lo:.3f}, {e.hi:.3f}]'
-def _fmtd(d): return f"{d['value']:.3f} [{d['lo']:.3f}, {d['hi']:.3f}]"
+def _fmt(e): return '–' if e is None else format(e if isinstance(e, Estimate) else Estimate.from_dict(e), '.3f')   # the one 'value [lo, hi]' format
 
-def _html(self)->str:
+@patch
+def _repr_html_(self:RobustnessReport)->str:
     head = (f"<p><b>Robustness</b> of {html.escape(str(self.settings.get('model_name', 'model')))} ({self.metric}, n={self.settings.get('n')}): "
             f"clean {_fmt(self.clean)}; relative robustness <b>{_fmt(self.relative)}</b>"
             + (f"; mCE {_fmt(self.mce)}, relative mCE {_fmt(self.relative_mce)} vs {html.escape(str(self.settings.get('baseline')))}" if self.mce else '')
-            + f"; worst corruption <b>{html.escape(self.worst['corruption'])}</b> ({_fmtd(self.worst['relative'])}, "
+            + f"; worst corruption <b>{html.escape(self.worst['corruption'])}</b> ({_fmt(self.worst['relative'])}, "
             f"the interval allowing for it being the worst of {self.worst.get('family', len(self.per_corruption))})</p>")
     return head + self.per_corruption.to_html(index=False, float_format='%.3f')
 
-def _repr(self)->str:
+@patch
+def __repr__(self:RobustnessReport)->str:
     return (f"RobustnessReport({self.metric}: clean={_fmt(self.clean)}, relative={_fmt(self.relative)}"
             + (f", mCE={_fmt(self.mce)}, rel_mCE={_fmt(self.relative_mce)}" if self.mce else '') + f", worst={self.worst['corruption']!r})")
 
@@ -284,9 +287,10 @@ def attach_robustness(report,               # an `EvalReport` (from `cvkit.evalu
     report.data['robustness'] = rob.to_dict()
     return report
 
-RobustnessReport.heatmap, RobustnessReport._repr_html_, RobustnessReport.__repr__ = _heatmap, _html, _repr
-RobustnessReport.attach = lambda self, report: attach_robustness(report, self)
-RobustnessReport.attach.__doc__ = "Fill `report.data['robustness']` with this report (see `attach_robustness`)."
+@patch
+def attach(self:RobustnessReport, report):
+    "Fill `report.data['robustness']` with this report (see `attach_robustness`)."
+    return attach_robustness(report, self)
 
 def mce_table(reports:dict)->pd.DataFrame:
     "One row per model: clean metric, relative robustness, mCE and relative mCE (with CIs) and the worst corruption."
