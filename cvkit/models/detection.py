@@ -129,7 +129,7 @@ def retinanet_timm_resnet18(num_classes:int, size:int=160, channels:int=64, head
 
 @register_detector
 def fcos_cvkit_small(num_classes:int, size:int=160, channels:int=64, head_convs:int=2, **kwargs)->nn.Module:
-    "FCOS on a five-stage `cvkit_cnn` (32 to 256 channels, strides 8-32): about 1.4M parameters, the fastest here."
+    "FCOS on a five-stage `cvkit_cnn` (32 to 256 channels, strides 8-32): about 2.1M parameters, the fastest here (it learns more slowly than the ResNet-18 one)."
     bk = dict(widths=(32, 64, 128, 192, 256), depths=(1, 1, 2, 2, 2))
     return _fpn_detector('fcos', num_classes, size, 'cvkit_cnn_small', (3, 4, 5), channels, head_convs, backbone_kwargs=bk, **kwargs)
 
