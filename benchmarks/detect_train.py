@@ -4,7 +4,7 @@ Target (issue 14): mAP@0.5 >= 0.70 and mAP@[.5:.95] >= 0.40 on the scenes test s
 <= 10 minutes on 2 CPU cores. Several models can be given (comma-separated) to compare them on the same data,
 e.g. the light `fcos_timm_resnet18` against torchvision's `fasterrcnn_mobilenet_v3_large_320_fpn`.
 
-    python benchmarks/detect_train.py --model fcos_timm_resnet18 --epochs 12 --size 128 --n 1000 --threads 2
+    python benchmarks/detect_train.py --model fcos_timm_resnet18 --epochs 12 --size 128 --n 1000 --threads 2 --batch-size 8
 """
 import argparse, json, os, sys, time
 
@@ -15,7 +15,7 @@ def main(argv=None):
     ap.add_argument('--size', type=int, default=128, help='scene image side in pixels')
     ap.add_argument('--n', type=int, default=1000, help='scenes generated (70/15/15 train/valid/test)')
     ap.add_argument('--threads', type=int, default=2, help='torch intra-op threads')
-    ap.add_argument('--batch-size', type=int, default=16)
+    ap.add_argument('--batch-size', type=int, default=8, help='images per step (small batches: more steps in the same time)')
     ap.add_argument('--lr', type=float, default=2e-3)
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--no-flip', action='store_true', help='train without random horizontal flips')
