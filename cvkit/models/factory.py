@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, resolve_model_data_config
 from ..core import CheckpointError, checkpoint_paths, load_checkpoint, load_json
 import cvkit.models.nets  # registers cvkit_cnn_* with timm, so create_model and timm.create_model know them
+from .detection import create_detector, is_detector  # detector names go to the detection registry
 
 # %% auto #0
 __all__ = ['hf_data_cfg', 'HFImageClassifier', 'load_weights', 'create_model', 'embed', 'count_params', 'param_summary']
@@ -322,6 +323,9 @@ def create_model(name,                           # a timm model name ('resnet18'
         s = str(name)
         if s.startswith(('hf-hub:', 'hf_hub:')): raise _hub_refusal(f'The model name {s!r}')
         if s.startswith('local-dir:'): s, name = s[len('local-dir:'):], Path(s[len('local-dir:'):])
+        if isinstance(name, str) and is_detector(s):  # a detector (cvkit.models.detection): its own registry builds and records it
+            if in_chans not in (None, 3): raise ValueError(f'{s} is a detector for 3-channel images; in_chans={in_chans} is not supported.')
+            return create_detector(s, num_classes, pretrained=pretrained, **kwargs)
         if isinstance(name, str) and timm.is_model(s.split('.')[0]):
             model, source, label = _timm_model(s, num_classes, in_chans, kwargs), 'timm', s
         elif Path(s).is_dir(): (model, source, report), label = _from_folder(Path(s), num_classes, in_chans, kwargs), str(Path(s))
