@@ -16,6 +16,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, resolve_model
 from ..core import CheckpointError, checkpoint_paths, load_checkpoint, load_json
 import cvkit.models.nets  # registers cvkit_cnn_* with timm, so create_model and timm.create_model know them
 from .detection import create_detector, is_detector  # detector names go to the detection registry
+from .pretrained import PACKAGED, packaged_model  # weights shipped inside pip packages ('efficientnet_lite0.imagenet')
 
 # %% auto #0
 __all__ = ['hf_data_cfg', 'HFImageClassifier', 'load_weights', 'create_model', 'embed', 'count_params', 'param_summary']
@@ -326,6 +327,10 @@ def create_model(name,                           # a timm model name ('resnet18'
         if isinstance(name, str) and is_detector(s):  # a detector (cvkit.models.detection): its own registry builds and records it
             if in_chans not in (None, 3): raise ValueError(f'{s} is a detector for 3-channel images; in_chans={in_chans} is not supported.')
             return create_detector(s, num_classes, pretrained=pretrained, **kwargs)
+        if isinstance(name, str) and s in PACKAGED:  # real weights that ship inside an installed package (cvkit.models.pretrained)
+            if pretrained not in (None, False):
+                raise ValueError(f"{s!r} names packaged weights already; for other weights pass its architecture {PACKAGED[s].arch!r} with pretrained=PATH.")
+            return packaged_model(s, num_classes=num_classes, in_chans=in_chans, **kwargs)
         if isinstance(name, str) and timm.is_model(s.split('.')[0]):
             model, source, label = _timm_model(s, num_classes, in_chans, kwargs), 'timm', s
         elif Path(s).is_dir(): (model, source, report), label = _from_folder(Path(s), num_classes, in_chans, kwargs), str(Path(s))
