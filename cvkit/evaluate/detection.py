@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from ..lab.store import atomic_write, to_jsonable   # the one torch-free atomic-write / JSON layer
+from ..lab.store import atomic_write, to_jsonable, read_cvkit_parquet   # the one torch-free atomic-write / JSON layer
 from fastcore.basics import patch
 
 # %% auto #0
@@ -160,16 +160,8 @@ def save(self:DetectionPredictions, path:str|Path)->Path:
 @patch(cls_method=True)
 def load(cls:DetectionPredictions, path:str|Path)->DetectionPredictions:
     "Read detection predictions written by `DetectionPredictions.save`."
-    path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f'Detection predictions file {path} not found.')
-    try: table = pq.read_table(path)
-    except Exception as e: raise ValueError(f'{path} is not a readable parquet file ({e}).') from e
-    raw = (table.schema.metadata or {}).get(b'cvkit')
-    if raw is None: raise ValueError(f'{path} is parquet but not a cvkit DetectionPredictions file (no cvkit schema metadata).')
-    h = json.loads(raw)
+    table, h = read_cvkit_parquet(path, 'DetectionPredictions', _SCHEMA_VERSION)
     if h.get('task') != 'detection': raise ValueError(f'{path} holds {h.get("task")!r} predictions, not detection; use Predictions.load.')
-    if h['schema_version'] > _SCHEMA_VERSION:
-        raise ValueError(f'{path} has DetectionPredictions schema version {h["schema_version"]}; this cvkit reads up to {_SCHEMA_VERSION}. Upgrade cvkit.')
     ids = table.column('id').to_numpy(zero_copy_only=False).astype(str)
     meta = table.select(h['meta_columns']).to_pandas() if h['meta_columns'] else None
     gt = _flat(table.column('gt'), ids) if h['has_gt'] else None

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from fastcore.basics import patch
-from ..lab.store import atomic_write, to_jsonable
+from ..lab.store import atomic_write, to_jsonable, read_cvkit_parquet
 
 # %% auto #0
 __all__ = ['Predictions', 'predict']
@@ -123,16 +123,7 @@ def save(self:Predictions, path:str|Path)->Path:
 @patch(cls_method=True)
 def load(cls:Predictions, path:str|Path)->Predictions:
     "Read predictions written by `Predictions.save`."
-    import pyarrow.parquet as pq
-    path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f'Predictions file {path} not found.')
-    try: table = pq.read_table(path)
-    except Exception as e: raise ValueError(f'{path} is not a readable parquet file ({e}).') from e
-    raw = (table.schema.metadata or {}).get(b'cvkit')
-    if raw is None: raise ValueError(f'{path} is parquet but not a cvkit Predictions file (no cvkit schema metadata).')
-    h = json.loads(raw)
-    if h['schema_version'] > _SCHEMA_VERSION:
-        raise ValueError(f'{path} has Predictions schema version {h["schema_version"]}; this cvkit reads up to {_SCHEMA_VERSION}. Upgrade cvkit.')
+    table, h = read_cvkit_parquet(path, 'Predictions', _SCHEMA_VERSION)
     logits = table.column('logits').combine_chunks().flatten().to_numpy(zero_copy_only=False).reshape(len(table), len(h['classes']))
     meta = table.select(h['meta_columns']).to_pandas() if h['meta_columns'] else None
     targets = table.column('target').to_numpy() if 'target' in table.column_names else None

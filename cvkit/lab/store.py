@@ -11,7 +11,7 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['to_jsonable', 'atomic_write', 'save_json', 'load_json', 'append_jsonl', 'read_jsonl', 'sha256_file', 'now_utc',
-           'ExportDir', 'RunDir', 'read_status', 'run_id', 'SweepDir']
+           'read_cvkit_parquet', 'ExportDir', 'RunDir', 'read_status', 'run_id', 'SweepDir']
 
 # %% ../../nbs/lab/00a_store.ipynb #c0f1a616
 def to_jsonable(o:Any)->Any:
@@ -89,6 +89,24 @@ def sha256_file(path:str|Path)->str:
 def now_utc(timespec:str='milliseconds')->str:
     "The current UTC time in ISO 8601, e.g. '2026-11-30T06:10:45.123+00:00'."
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec=timespec)
+
+# %% ../../nbs/lab/00a_store.ipynb #bbde50f0
+def read_cvkit_parquet(path:str|Path,      # the parquet file
+                       kind:str,           # what it should hold, for the messages ('Predictions', 'DetectionPredictions')
+                       max_version:int     # the newest header schema_version this reader understands
+                      )->tuple:
+    "Read a parquet file written with a cvkit header: `(pyarrow table, header dict)`, with errors that name the file."
+    import pyarrow.parquet as pq
+    path = Path(path)
+    if not path.exists(): raise FileNotFoundError(f'{kind} file {path} not found.')
+    try: table = pq.read_table(path)
+    except Exception as e: raise ValueError(f'{path} is not a readable parquet file ({e}).') from e
+    raw = (table.schema.metadata or {}).get(b'cvkit')
+    if raw is None: raise ValueError(f'{path} is parquet but not a cvkit {kind} file (no cvkit schema metadata).')
+    h = json.loads(raw)
+    if h.get('schema_version', 0) > max_version:
+        raise ValueError(f'{path} has {kind} schema version {h["schema_version"]}; this cvkit reads up to {max_version}. Upgrade cvkit.')
+    return table, h
 
 # %% ../../nbs/lab/00a_store.ipynb #45585869
 def _file(name:str, doc:str)->property:
