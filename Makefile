@@ -15,6 +15,7 @@ STAMP := $(VENV)/.cvkit-installed
 $(STAMP): settings.ini setup.py constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt --no-deps rapidocr facenet-pytorch  # real OCR/face weights; their metadata pins old torch/OpenCV
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $@
 
