@@ -1,7 +1,7 @@
 """Write README.md from nbs/index.ipynb (Quarto cannot be installed here, so nbdev_readme is not used).
 
 Hidden cells (`#| hide`, `#| include: false`) are dropped, `#|` directives are stripped from code,
-and text outputs are kept. `--check` fails when README.md is out of date instead of writing it.
+and text outputs are kept; image links to the docs' `assets/` point at `docs/assets/`. `--check` fails when README.md is out of date instead of writing it.
 """
 import json, sys
 from pathlib import Path
@@ -18,7 +18,8 @@ def render(nb_path):
         src = _src(c)
         lines = src.splitlines()
         if any(l.strip() in HIDE for l in lines): continue
-        if c['cell_type'] == 'markdown': out += [src.strip(), '']; continue
+        if c['cell_type'] == 'markdown':   # the docs site serves docs/assets/ at assets/; README.md sits at the root
+            out += [src.strip().replace('](assets/', '](docs/assets/'), '']; continue
         if c['cell_type'] != 'code': continue
         code = '\n'.join(l for l in lines if not l.strip().startswith('#|')).strip()
         if 'output: false' in src: c['outputs'] = []

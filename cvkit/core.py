@@ -66,9 +66,17 @@ def _in_notebook():
         return type(get_ipython()).__name__ == 'ZMQInteractiveShell'
     except ImportError: return False
 
+def _widget_bars()->bool:
+    "Widgets only in a notebook kernel, and not when `CVKIT_PROGRESS=text` or under CI (papermill runs, logs)."
+    mode = os.environ.get('CVKIT_PROGRESS', 'auto').lower()
+    if mode not in ('auto', 'text', 'widget'):
+        raise ValueError(f"CVKIT_PROGRESS={mode!r}: use 'auto', 'text' or 'widget'")
+    if mode == 'text' or (mode == 'auto' and os.environ.get('CI')): return False
+    return mode == 'widget' or _in_notebook()
+
 def progress_bar(iterable=None, **kwargs):
-    "A tqdm progress bar: a widget in Jupyter when ipywidgets is installed, text otherwise."
-    if _in_notebook():
+    "A tqdm progress bar: a widget in a Jupyter frontend when ipywidgets is installed, text otherwise."
+    if _widget_bars():
         try:
             import ipywidgets  # noqa: F401
             from tqdm.notebook import tqdm as _tqdm_nb

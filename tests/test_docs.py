@@ -8,10 +8,10 @@ import functools, importlib.util, json, os, shutil, subprocess, sys, threading, 
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 import pytest
+from browser import chromium_driver
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE, ARTIFACTS = ROOT/'site', ROOT/'test-artifacts'/'docs'
-INSTALL = 'apt-get install -y chromium chromium-driver   (Debian/Ubuntu; as root, or with sudo)'
 
 spec = importlib.util.spec_from_file_location('cvkit_docs_build', ROOT/'.ci'/'docs.py')
 docs = importlib.util.module_from_spec(spec); spec.loader.exec_module(docs)
@@ -112,27 +112,9 @@ def server(site):
     yield f'http://127.0.0.1:{httpd.server_address[1]}/'
     httpd.shutdown(); httpd.server_close()
 
-def _chromium():
-    for b in ('chromium', 'chromium-browser', 'google-chrome', 'google-chrome-stable'):
-        if shutil.which(b): return shutil.which(b)
-
 @pytest.fixture(scope='module')
 def browser():
-    binary, driver_path = _chromium(), shutil.which('chromedriver')
-    if not (binary and driver_path):
-        missing = ', '.join(n for n, v in (('chromium', binary), ('chromedriver', driver_path)) if not v)
-        msg = f'The docs browser test needs headless Chromium and its driver; missing: {missing}. Install them with:\n    {INSTALL}'
-        if os.environ.get('CI'): pytest.fail(f'CI must run the docs browser test. {msg}')
-        pytest.skip(msg)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = binary
-    for a in ('--headless=new', '--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu', '--window-size=1440,1000',
-              '--hide-scrollbars', '--no-first-run', '--disable-extensions', '--disable-background-networking'):
-        opts.add_argument(a)
-    d = webdriver.Chrome(service=Service(executable_path=driver_path), options=opts)  # explicit driver: no download
-    d.set_page_load_timeout(60)
+    d = chromium_driver('the docs browser test')
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     yield d
     d.quit()

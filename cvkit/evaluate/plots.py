@@ -44,19 +44,17 @@ def confusion_heatmap(report_or_preds,      # `Predictions` with targets, or an 
         with np.errstate(invalid='ignore', divide='ignore'):
             img = cm / (cm.sum() if _NORMS[normalize] is None else cm.sum(_NORMS[normalize], keepdims=True))
     if ax is None: _, ax = plt.subplots(figsize=(1.5 + 0.45 * k, 1.2 + 0.45 * k) if k > 6 else (4.5, 4))
-    im = ax.imshow(np.ma.masked_invalid(img), cmap=cmap, vmin=0, vmax=1 if normalize else None)
-    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label='count' if normalize is None else f'rate (normalized over {normalize})')
-    ticks = np.arange(k)
-    ax.set_xticks(ticks, classes, rotation=45 if max(map(len, classes)) > 2 else 0, ha='right' if max(map(len, classes)) > 2 else 'center')
-    ax.set_yticks(ticks, classes)
+    import seaborn as sns   # the better tool for an annotated heatmap; imported here (slow import)
+    annot = annotate or (annotate is None and k <= 15)
+    sns.heatmap(img, mask=~np.isfinite(img), cmap=cmap, vmin=0, vmax=1 if normalize else None, square=k <= 15,
+                annot=np.where(cm > 0, cm.astype(str), '') if annot else False, fmt='', annot_kws=dict(fontsize=8),
+                xticklabels=classes, yticklabels=classes, linewidths=0, ax=ax,
+                cbar_kws=dict(fraction=0.046, pad=0.04, label='count' if normalize is None else f'rate (normalized over {normalize})'))
+    for t in [t for t in ax.texts if not t.get_text()]: t.remove()   # zero cells stay blank
+    rot = max(map(len, classes)) > 2
+    ax.set_xticklabels(classes, rotation=45 if rot else 0, ha='right' if rot else 'center'); ax.set_yticklabels(classes, rotation=0)
     ax.set_xlabel('predicted'); ax.set_ylabel('true')
     ax.set_title(f'confusion (n={int(cm.sum())})')
-    if annotate or (annotate is None and k <= 15):
-        top = np.nanmax(img) if np.isfinite(img).any() else 1
-        for i in range(k):
-            for j in range(k):
-                if cm[i, j]: ax.text(j, i, str(cm[i, j]), ha='center', va='center', fontsize=8,
-                                     color='white' if np.isfinite(img[i, j]) and img[i, j] > 0.6 * top else 'black')
     ax.cvkit_matrix = img
     return ax
 

@@ -139,6 +139,7 @@ def _cell(r, m)->str:
 def plot(self:SweepSummary, metrics:list[str]|None=None, max_metrics:int=4):
     "One panel per (metric, swept parameter): every run as a dot, each value's mean with its interval as a bar."
     from matplotlib.figure import Figure
+    import seaborn as sns   # strip plot of the runs
     ms = (metrics or self.metrics)[:max_metrics]; ps = self.swept or ['run']
     fig = Figure(figsize=(3.6 * len(ps), 2.8 * len(ms)))
     axes = fig.subplots(len(ms), len(ps), squeeze=False)
@@ -150,13 +151,12 @@ def plot(self:SweepSummary, metrics:list[str]|None=None, max_metrics:int=4):
             if f'm:{m}' not in ok: ax.set_axis_off(); continue
             x = ok[f'p:{p}'].astype(str) if p != 'run' else ok['run_id']
             cats = list(dict.fromkeys(x))
-            pos = x.map({c: k for k, c in enumerate(cats)}).to_numpy(float)
-            jitter = (np.random.default_rng(0).random(len(pos)) - 0.5) * 0.15
-            ax.scatter(pos + jitter, ok[f'm:{m}'], s=14, alpha=0.6, color='tab:blue', label='runs')
+            sns.stripplot(x=x.to_numpy(), y=ok[f'm:{m}'].to_numpy(float), order=cats, jitter=0.08, size=4, alpha=0.6,
+                          color='tab:blue', ax=ax, label='runs')
             for k, c in enumerate(cats):
                 mean, lo, hi, _ = _interval(ok[x == c], m, boots, {}, self.level)
                 ax.errorbar([k + 0.25], [mean], yerr=None if math.isnan(lo) else [[mean - lo], [hi - mean]], fmt='D', color='black', ms=4, capsize=3)
-            ax.set_xticks(range(len(cats))); ax.set_xticklabels(cats, rotation=20, fontsize=8)
+            ax.set_xticks(range(len(cats)), cats, rotation=20, fontsize=8)
             ax.set_xlabel(p); ax.set_ylabel(m); ax.grid(alpha=0.3)
     fig.suptitle(f"{self.meta['name']}: mean and {self.level:.0%} interval across seeds (dots: runs)", fontsize=10)
     fig.tight_layout()

@@ -169,7 +169,7 @@ def launch(run_dir:str|Path,            # a prepared run folder (holding `run.js
           )->dict:
     "Run one prepared run in a runner process and wait for it; returns its final status (also in `status.json`)."
     rd = RunDir(run_dir); run_dir = rd.path; spec = rd.spec()
-    env = {**os.environ, **spec.get('env', {}), 'CVKIT_RUN_DIR': str(run_dir.resolve()), 'CVKIT_RUN_ID': spec['run_id'],
+    env = {**os.environ, 'CVKIT_PROGRESS': 'text', **spec.get('env', {}), 'CVKIT_RUN_DIR': str(run_dir.resolve()), 'CVKIT_RUN_ID': spec['run_id'],
            'CVKIT_SWEEP': spec.get('sweep') or '', 'PYTHONUNBUFFERED': '1', 'CVKIT_RUNNER': '1'}
     if spec.get('wandb'): env['CVKIT_WANDB'] = spec['wandb']
     t0 = time.perf_counter()
