@@ -93,7 +93,10 @@ def test_lower_is_better_verdict():
     (lambda: ab_proportions((2, 100), (101, 100)), "arm 'treatment': successes (101) exceed trials (100)"),
     (lambda: ab_proportions((2, 100), dict(successes=3)), "arm 'treatment': missing ['trials']"),
     (lambda: ab_proportions((np.nan, 100), (3, 100)), "arm 'control': successes is not a finite number"),
-    (lambda: ab_proportions((1, 10), (1, 10), names=('old', 'new')) and ab_proportions((1, 0), (1, 10), names=('old', 'new')), "arm 'old' has zero traffic"),
+    (lambda: ab_proportions((1, 0), (1, 10), names=('old', 'new')), "arm 'old' has zero traffic"),
+    (lambda: msprt(dict(n=[10, 20], mean=[1, 1], sd=[1, 1]), dict(n=[0, 20], mean=[1, 1], sd=[1, 1]), tau=.1, kind='mean'), "arm 'treatment' has zero traffic"),
+    (lambda: msprt(dict(n=[10, 20], mean=[1, 1]), dict(n=[10, 20], mean=[1, 1], sd=[1, 1]), tau=.1, kind='mean'), "arm 'control': for kind=\"mean\" pass dict(n=, mean=, sd=)"),
+    (lambda: msprt(([1], [10]), ([1], [10]), tau=.1, kind='median'), "kind must be 'proportion' or 'mean'"),
     (lambda: ab_means([], [1, 2]), "arm 'control' has zero traffic"),
     (lambda: ab_means([1, np.nan, 3], [1, 2]), "arm 'control': 1 values are NaN/inf at position(s) [1]"),
     (lambda: ab_means(dict(n=0, mean=1, sd=1), [1, 2]), "arm 'control' has zero traffic"),
@@ -218,3 +221,13 @@ def test_sequential_result_roundtrip_and_cli():
     with contextlib.redirect_stdout(buf): main(['--baseline', '0.1', '--mde', '0.1', '--relative', '--daily-traffic', '8000'])
     assert '14,745 control' in buf.getvalue() and '4 days' in buf.getvalue()
     with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()): main(['--baseline', '1.5', '--mde', '0.1'])
+
+def test_msprt_on_means_matches_the_closed_form():
+    n = np.array([100., 200, 300]); ma, mb = np.array([5., 5.1, 5.05]), np.array([5.2, 5.3, 5.4]); sd = np.array([2., 2.1, 2.0])
+    r = msprt(dict(n=n, mean=ma, sd=sd), dict(n=n, mean=mb, sd=sd), tau=0.2, kind='mean', metric='minutes')
+    v = 2 * sd**2 / n
+    lr = np.sqrt(v / (v + .04)) * np.exp(.04 * (mb - ma)**2 / (2 * v * (v + .04)))
+    assert r.looks['lr'].to_numpy() == pytest.approx(lr)
+    assert r.looks['p_value'].to_numpy() == pytest.approx(np.minimum.accumulate(np.minimum(1, 1 / lr)))
+    half = np.sqrt(v * (v + .04) / .04 * (2 * np.log(20) + np.log((v + .04) / v)))
+    assert r.looks['lo'].to_numpy() == pytest.approx(np.maximum.accumulate(mb - ma - half))
