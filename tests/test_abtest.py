@@ -79,6 +79,9 @@ def test_quantile_ci_matches_scipy_quantile_test():
     ci = stats.quantile_test(x, q=v, p=0.9).confidence_interval(0.95)
     assert (lo, hi) == pytest.approx((ci.low, ci.high))
 
+def test_few_events_warn():
+    with pytest.warns(UserWarning, match='few events: control 0/1000'): ab_proportions((0, 1000), (5, 1000))
+
 def test_lower_is_better_verdict():
     r = ab_proportions((200, 10_000), (150, 10_000), metric='error rate', higher_is_better=False)
     assert r.verdict == 'better' and r.diff.hi < 0
