@@ -7,7 +7,7 @@ from statsmodels.stats.power import NormalIndPower, TTestIndPower
 from statsmodels.stats import proportion as smp
 from cvkit.lab.store import to_jsonable
 from cvkit.govern.abtest import (ABDesign, ABResult, GuardrailResult, SequentialResult, design_proportion, design_mean,
-    diff_proportions, diff_means, quantile_ci, diff_quantiles, ab_proportions, ab_means, guardrail, msprt, msprt_core, check_counts, main)
+    diff_proportions, diff_means, quantile_ci, diff_quantiles, ab_proportions, ab_means, guardrail, msprt, msprt_core, check_counts, sequential_power, main)
 
 Z = stats.norm.ppf
 
@@ -234,3 +234,13 @@ def test_msprt_on_means_matches_the_closed_form():
     assert r.looks['p_value'].to_numpy() == pytest.approx(np.minimum.accumulate(np.minimum(1, 1 / lr)))
     half = np.sqrt(v * (v + .04) / .04 * (2 * np.log(20) + np.log((v + .04) / v)))
     assert r.looks['lo'].to_numpy() == pytest.approx(np.maximum.accumulate(mb - ma - half))
+
+@pytest.mark.parametrize('design', [design_proportion(0.10, 0.01, daily_traffic=8000), design_mean(sd=12, mde=0.5, daily_traffic=3000)])
+def test_sequential_power_plan(design):
+    sp = sequential_power(design, n_sim=2000, seed=21)
+    first = sp[sp.n_control >= design.n_control].iloc[0]          # the first day past the designed sample size
+    ref = (NormalIndPower() if design.kind == 'proportion' else TTestIndPower()).power(abs(design.effect_size), sp.n_control.to_numpy(), 0.05)
+    assert np.abs(sp.fixed_power - ref).max() <= 0.035, np.c_[sp.fixed_power, ref]   # the simulation's fixed test has the analytic power
+    assert sp.msprt_stopped.is_monotonic_increasing and first.msprt_stopped < first.fixed_power
+    assert sp.msprt_stopped.iloc[-1] > 0.8                         # twice the duration: the mSPRT catches up
+    with pytest.raises(ValueError, match='needs the design to have daily_traffic'): sequential_power(design_proportion(0.1, 0.01))
