@@ -117,3 +117,41 @@ def test_datasheet_detection():
     assert o['n_objects'] == len(ob) and o['objects_per_image']['mean'] == pytest.approx(sc.df.n_objects.mean())
     assert o['box_width']['p50'] == pytest.approx(np.median(ob.x2 - ob.x1))
     assert sum(o['coco_size'].values()) == len(ob)
+
+def test_backbone_embedding_shortlist(d32):
+    "Any cvkit backbone can make the shortlist: an exact copy under a new id scores cosine 1 with its source."
+    import torch
+    from cvkit.models.factory import create_model, embed
+    from cvkit.curate.duplicates import backbone_embedding
+    torch.manual_seed(0)
+    model = create_model('cvkit_cnn_tiny', num_classes=10).eval()
+    ims = [d32.load_image(i) for i in range(4)]
+    e = backbone_embedding(ims, model, size=32)
+    from cvkit.data.dataset import eval_transforms
+    tf = eval_transforms(32, model.cvkit_cfg['mean'], model.cvkit_cfg['std'])      # the model's own normalisation
+    x = torch.stack([tf(torch.from_numpy(a).permute(2, 0, 1)) for a in ims])
+    with torch.no_grad(): ref = embed(model, x).numpy()
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    np.testing.assert_allclose(e, ref, atol=1e-5)
+    df = d32.df.iloc[:30].copy()
+    extra = df.iloc[[3]].assign(id='copy-of-3', split='test')
+    ds = ImageDataset(pd.concat([df, extra], ignore_index=True), d32.classes)
+    scan = find_duplicates(ds, method='embedding', model=model, threshold=0.9999, k=3)
+    exact = scan.pairs.query("kind == 'exact'")
+    assert ((exact.id_a == d32.ids[3]) & (exact.id_b == 'copy-of-3')).any()
+    from cvkit.curate.duplicates import _Searcher
+    j, sc = _Searcher(ims, 'embedding', k=2, model=model).search([ims[2].copy()])   # the backbone shortlist itself
+    assert j[0, 0] == 2 and sc[0, 0] == pytest.approx(1.0, abs=1e-5) and sc[0, 1] < 1 - 1e-4
+    from cvkit.curate.duplicates import knn
+    s, j = knn(e, e, k=1)                                   # each image's nearest neighbour is itself, cosine 1
+    np.testing.assert_array_equal(j[:, 0], np.arange(4)); np.testing.assert_allclose(s[:, 0], 1, atol=1e-5)
+
+def test_datasheet_reads_notes_beside_the_data(tmp_path, d32):
+    from cvkit.data.sources import from_folder
+    for k in range(8):
+        (tmp_path/str(k % 2)).mkdir(exist_ok=True)
+        Image.fromarray(d32.load_image(k)).save(tmp_path/str(k % 2)/f'{k}.png')
+    (tmp_path/'datasheet.yaml').write_text('intended_uses: tests only\n')
+    sheet = datasheet(from_folder(tmp_path), min_count=2)
+    assert sheet['notes'] == {'intended_uses': 'tests only'} and sheet['composition']['modes'] == {'RGB': 8}
+    assert sheet['composition']['splits'] == {'all': 8}
