@@ -155,3 +155,10 @@ def test_datasheet_reads_notes_beside_the_data(tmp_path, d32):
     sheet = datasheet(from_folder(tmp_path), min_count=2)
     assert sheet['notes'] == {'intended_uses': 'tests only'} and sheet['composition']['modes'] == {'RGB': 8}
     assert sheet['composition']['splits'] == {'all': 8}
+
+def test_phash_on_digits_warns_that_it_cannot_separate(d32):
+    "The perceptual hash cannot separate shifted copies from neighbouring digits; the scan says so instead of failing silently."
+    small = d32.subset(np.r_[np.flatnonzero(d32.df.split == 'train')[:300], np.flatnonzero(d32.df.split == 'test')[:60]])
+    inj, _ = inject_near_duplicates(small, n=30, seed=0)
+    with pytest.warns(UserWarning, match="method='phash' cannot tell near-copies"):
+        leakage(inj, method='phash', check_n=40)
