@@ -26,8 +26,8 @@ ASSETS = ROOT/'docs'         # hand-written assets copied into DOCS (CSS, ...)
 
 # Lifecycle order of the navigation. Folders not listed here still appear (after these, A-Z), so a new
 # stage never breaks the build; experiments/ become "Studies", always last.
-STAGES = ['core', 'data', 'models', 'train', 'adapt', 'evaluate', 'robustness', 'deploy', 'govern', 'monitor', 'lab', 'cli']
-STAGE_TITLES = {'core': 'Core', 'data': 'Data', 'models': 'Models', 'train': 'Train', 'adapt': 'Adapt', 'evaluate': 'Evaluate',
+STAGES = ['core', 'data', 'curate', 'models', 'train', 'adapt', 'evaluate', 'robustness', 'deploy', 'govern', 'monitor', 'lab', 'cli']
+STAGE_TITLES = {'core': 'Core', 'data': 'Data', 'curate': 'Curate', 'models': 'Models', 'train': 'Train', 'adapt': 'Adapt', 'evaluate': 'Evaluate',
                 'robustness': 'Robustness', 'deploy': 'Deploy', 'govern': 'Govern', 'monitor': 'Monitor',
                 'lab': 'Lab', 'cli': 'Command line'}
 STUDIES = 'Studies'
