@@ -1,0 +1,76 @@
+"The govern stage end to end: model cards from a real `cvkit demo` run, and a real SQLite-backed MLflow registry."
+import json, shutil
+import numpy as np
+import pytest
+from cvkit.cli import main as cvkit_main
+from cvkit.lab.store import SweepDir, RunDir, load_json
+from cvkit.govern.card import ModelCard, CardSourceError, card_from_run, model_card
+
+@pytest.fixture(scope='module')
+def demo(tmp_path_factory):
+    "A real, reduced `cvkit demo` (one tiny backbone, one seed, two epochs); it ends with the best run's model card."
+    root = tmp_path_factory.mktemp('demo')
+    rc = cvkit_main(['demo', '--backbones', 'cvkit_cnn_tiny', '--seeds', '0', '--epochs', '2', '--workers', '1', '--no-progress',
+                     '--root', str(root), '--name', 'd'])
+    assert rc == 0
+    (run,) = SweepDir(root/'d').runs()
+    assert run.status()['status'] == 'completed'
+    return run
+
+# --- model card ------------------------------------------------------------------------------------------------------
+def test_demo_ends_with_a_card_of_numbers_from_the_artefacts(demo):
+    for f in (demo.card_json, demo.card_md, demo.card_html): assert f.stat().st_size > 500, f
+    card, rep, ck = ModelCard.load(demo.path), demo.report(), load_json(demo.checkpoint().with_suffix('.json'))
+    assert card['metrics'] == rep['metrics']                                  # every metric with its interval, as the report has it
+    assert card['calibration']['ece'] == rep['calibration']['ece']
+    for by in rep['slices']: assert card['slices'][by]['worst']['slice'] == rep['slices'][by]['worst']['slice']
+    md = card['model_details']
+    assert md['checkpoint']['sha256'] == ck['sha256'] and md['architecture'] == 'cvkit_cnn_tiny'
+    assert md['data']['fingerprint'] == demo.params()['data_fingerprint'] == demo.lineage()['dataset']
+    assert md['lineage']['git']['sha'] == rep['lineage']['git']['sha'] and md['lineage']['seed'] == 0
+    assert md['parameters'] == round(demo.metrics()['params_m'] * 1e6)
+    assert card['sources']['report_predictions_sha256'] == rep['predictions']['sha256']
+    from cvkit.evaluate.gate import gate
+    assert card['gate']['passed'] == gate(rep).passed and len(card['gate']['rules']) == len(gate(rep).rows)
+    # the Hugging Face reader (the reference for the layout) finds every metric with the report's value
+    from huggingface_hub import ModelCard as HFCard
+    hf = HFCard(demo.card_md.read_text())
+    got = {r.metric_type: r.metric_value for r in hf.data.eval_results}
+    assert got.keys() == rep['metrics'].keys()
+    for k, v in got.items(): assert v == pytest.approx(rep['metrics'][k]['value'], abs=1e-6)
+    page = demo.card_html.read_text()
+    assert page.startswith('<!doctype html>') and page.count('data:image/png;base64,') >= 3   # reliability, risk-coverage, slices
+
+def test_cvkit_card_reads_the_export_and_refuses_another_checkpoint(demo, tmp_path, capsys):
+    from cvkit.deploy.ship import ship, load_for_export
+    from cvkit.core import save_checkpoint, load_checkpoint
+    from cvkit.models.factory import create_model
+    ship(demo.path, threads=1, bench=False, verbose=False)                  # the run's own checkpoint -> <run>/export
+    assert cvkit_main(['card', str(demo.path), '--no-plots']) == 0
+    card = ModelCard.load(demo.path)
+    dep = demo.export.report()
+    assert card['deployment']['parity_max_abs_diff'] == dep['deployment']['parity_max_abs_diff'] <= 1e-4
+    assert card['deployment']['accuracy'] == dep['metrics']['accuracy']
+    # a deployment of another checkpoint (same architecture, other weights) is refused, naming both artefacts
+    state, info = load_checkpoint(demo.checkpoint())
+    other = create_model('cvkit_cnn_tiny', num_classes=10)
+    save_checkpoint(tmp_path/'ck'/'best', {'model': other.state_dict()}, meta=info['meta'])
+    out = tmp_path/'other_export'
+    ship(tmp_path/'ck'/'best.safetensors', out=out, data='digits', threads=1, bench=False, verbose=False)
+    with pytest.raises(CardSourceError, match='the deployment is of another checkpoint') as e:
+        model_card(demo.report(), deployment=out, sources=dict(report=demo.report_json, deployment=out/'report.json'))
+    assert str(out/'report.json') in str(e.value) and str(demo.report_json) in str(e.value)
+
+def test_card_refuses_a_report_of_other_predictions_and_a_report_without_lineage(demo, tmp_path, capsys):
+    run = RunDir(tmp_path/'run')
+    shutil.copytree(demo.path, run.path)
+    from cvkit.evaluate.predictions import Predictions
+    p = Predictions.load(run.predictions)
+    z = p.logits.copy(); z[0] = z[0][::-1]                                    # one sample's scores changed after the report was written
+    Predictions(p.ids, z, p.targets, p.classes, p.meta, p.task, p.info).save(run.predictions)
+    assert cvkit_main(['card', str(run.path), '--no-plots']) == 2
+    err = capsys.readouterr().err
+    assert 'sources disagree' in err and str(run.report_json) in err and str(run.predictions) in err
+    rep = demo.report(); rep['lineage'] = {}
+    with pytest.raises(ValueError, match='has no lineage'): model_card(rep)
+    with pytest.raises(ValueError, match="unknown keys \\['intented_use'\\]"): card_from_run(demo.path, text=dict(intented_use='x'))
