@@ -74,3 +74,70 @@ def test_card_refuses_a_report_of_other_predictions_and_a_report_without_lineage
     rep = demo.report(); rep['lineage'] = {}
     with pytest.raises(ValueError, match='has no lineage'): model_card(rep)
     with pytest.raises(ValueError, match="unknown keys \\['intented_use'\\]"): card_from_run(demo.path, text=dict(intented_use='x'))
+
+# --- registry ----------------------------------------------------------------------------------------------------------
+def _variant(demo, folder, n_fix:int=0, n_break:int=0):
+    "A copy of the demo run whose model is better (n_fix wrong test samples made right) or worse (n_break right ones made wrong), re-evaluated."
+    from cvkit.evaluate.predictions import Predictions
+    from cvkit.evaluate.report import evaluate
+    run = RunDir(folder); shutil.copytree(demo.path, run.path)
+    for f in (run.card_json, run.card_md, run.card_html): f.unlink(missing_ok=True)
+    shutil.rmtree(run.export.path, ignore_errors=True)
+    p, v = Predictions.load(run.predictions), Predictions.load(run.valid_predictions)
+    z, ok = p.logits.copy(), p.correct
+    fix, brk = np.flatnonzero(~ok)[:n_fix], np.flatnonzero(ok)[:n_break]
+    z[fix, p.targets[fix]] = z[fix].max(1) + 1.0                           # the true class now wins
+    z[brk, p.targets[brk]] = z[brk].min(1) - 1.0                           # the true class now loses
+    p = Predictions(p.ids, z, p.targets, p.classes, p.meta, p.task, p.info); p.save(run.predictions)
+    rep = evaluate(p, calibration=v, n_boot=200, seed=0); rep.save(run.report_json)
+    return run, rep
+
+@pytest.mark.usefixtures('no_network')
+def test_registry_promotes_on_the_gate_and_rolls_back(demo, tmp_path):
+    import time
+    from cvkit.govern.registry import Registry
+    from cvkit.evaluate.compare import compare
+    from cvkit.lab.store import sha256_file, read_jsonl
+    if not demo.export.onnx.exists():
+        from cvkit.deploy.ship import ship
+        ship(demo.path, threads=1, bench=False, verbose=False)
+    t0 = time.perf_counter()
+    reg = Registry(tmp_path/'registry')                                      # a real SQLite-backed MLflow registry, created on first use
+    created = time.perf_counter() - t0
+    assert reg.dir.db.stat().st_size > 0 and created < 120
+    v1 = reg.register(demo, 'digits')
+    assert v1['version'] == 1 and v1['tags']['cvkit.git_sha'] == demo.report()['lineage']['git']['sha']
+    assert v1['tags']['cvkit.dataset_fingerprint'] == demo.params()['data_fingerprint']
+    assert sha256_file(reg.artefact('digits', 1, 'checkpoint/best.safetensors')) == sha256_file(demo.checkpoint())
+    assert reg.report('digits', 1) == demo.report()
+    assert sha256_file(reg.artefact('digits', 1, 'onnx/model.onnx')) == sha256_file(demo.export.onnx)
+    assert json.loads(reg.artefact('digits', 1, 'card/card.json').read_text())['metrics'] == demo.report()['metrics']
+    better, rb = _variant(demo, tmp_path/'better', n_fix=60)
+    worse, rw = _variant(demo, tmp_path/'worse', n_break=30)
+    assert reg.register(better, 'digits')['version'] == 2 and reg.register(worse, 'digits')['version'] == 3
+    policy = [dict(rule='min_metric', metric='accuracy', min=0.1), dict(rule='max_regression', metric='accuracy', max_drop=0.0)]
+    with pytest.raises(ValueError, match="unknown rule 'min_acc'"): reg.promote('digits', 1, policy=[dict(rule='min_acc', min=0.5)])
+    assert reg.champion('digits') is None and reg.decisions('digits') == []  # a bad policy decides nothing
+    d1 = reg.promote('digits', 1, policy=policy, reason='first')
+    assert d1['passed'] and reg.champion('digits') == 1 and [r['status'] for r in d1['rules']] == ['passed', 'skipped']
+    d2 = reg.promote('digits', 2, policy=policy)
+    assert d2['passed'] and d2['baseline'] == 1 and reg.champion('digits') == 2
+    d3 = reg.promote('digits', 3, policy=policy)
+    assert not d3['passed'] and reg.champion('digits') == 2                  # rejected: the alias did not move
+    # the regression rule's evidence is compare's paired interval: 30 samples broken -> drop of at least 30/n at the upper end
+    c = compare(reg.predictions('digits', 2), reg.predictions('digits', 3), metrics=['accuracy', 'macro_f1', 'nll'], n_boot=1000, seed=0)
+    row = c.deltas.set_index('metric').loc['accuracy']
+    reg_rule = {r['rule']: r for r in d3['rules']}['max_regression']
+    assert reg_rule['status'] == 'failed' and reg_rule['value'] == pytest.approx(-row.lo)
+    assert row.delta == pytest.approx(rw.metric('accuracy').value - rb.metric('accuracy').value)
+    back = reg.rollback('digits', reason='live accuracy dropped')
+    assert back['champion_before'] == 2 and reg.champion('digits') == 1
+    hist = [(d['action'], d['outcome'], d['on_version']) for d in reg.decisions('digits')]
+    assert hist == [('promote', 'promoted', 1), ('promote', 'promoted', 2), ('promote', 'rejected', 3),
+                    ('rollback', 'rolled back', 2), ('rollback', 'rolled back', 1)]
+    assert json.loads(reg.version('digits', 3)['tags']['cvkit.decision.001'])['rules'] == d3['rules']   # rule by rule, on the version
+    assert len(read_jsonl(reg.dir.decisions_jsonl)) == 5
+    # a second Registry on the same folder sees the same store; MLflow's telemetry stayed off
+    assert Registry(tmp_path/'registry').champion('digits') == 1
+    from mlflow.telemetry.utils import is_telemetry_disabled
+    assert is_telemetry_disabled()
