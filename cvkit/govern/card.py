@@ -118,14 +118,14 @@ def check_sources(report:dict,               # the EvalReport's data
            + _check_deployment(report, deployment, src) + _check_robustness(report, robustness, src))
     if bad: raise CardSourceError('the model card was not built: its sources disagree.\n- ' + '\n- '.join(bad))
 
-# %% ../../nbs/govern/00_card.ipynb #fe4216b9
+# %% ../../nbs/govern/00_card.ipynb #967b33bc
 CARD_SCHEMA_VERSION = 1
 
 def _need_lineage(rep:dict, where:str):
     lin = rep.get('lineage') or {}
     missing = [k for k in ('git', 'versions') if not lin.get(k)]
     if missing: raise ValueError(f"{where} has no lineage ({', '.join(missing)} missing): a model card must say which code and versions produced "
-                                 "its numbers. Re-evaluate with cvkit.evaluate.report.evaluate (it records lineage), or pass lineage=cvkit.core.lineage(...).")
+                                 "its numbers. Re-evaluate with cvkit.evaluate.report.evaluate, which records it (or give it one: evaluate(preds, lineage=cvkit.core.lineage(...))).")
 
 def _details(rep:dict, ckpt:dict|None, params:dict, metrics:dict, text:dict)->dict:
     "Model details: architecture, parameters, adaptation and its accounting, data fingerprint, checkpoint, lineage."
@@ -513,7 +513,7 @@ def save(self:ModelCard, folder:str|Path)->dict:  # a run folder (or any folder)
     with atomic_write(r.card_html) as f: f.write(self.to_html())
     return dict(json=r.card_json, md=r.card_md, html=r.card_html)
 
-# %% ../../nbs/govern/00_card.ipynb #27486e3b
+# %% ../../nbs/govern/00_card.ipynb #6ed5bc89
 def _text_for(run:RunDir, text):
     if text is not None: return text
     for p in (run.card_yaml, RunDir(run.path.parent).card_yaml):
@@ -540,7 +540,9 @@ def card_from_run(run,               # a run folder (`runs/<sweep>/<run-id>`) or
                       deployment=dep, robustness=robustness, policy=policy,
                       sources=dict(run=run.path, report=run.report_json, predictions=run.predictions if preds is not None else None,
                                    deployment=dep))
-    if plots: card.render_plots(rep)
+    if plots:
+        card.render_plots(rep)
+        if dep is not None and run.export.deployment_png.exists(): card.plots['Deployment'] = run.export.deployment_png.read_bytes()   # drawn by `cvkit export`
     return card
 
 # %% ../../nbs/govern/00_card.ipynb #6c48766f

@@ -10,7 +10,7 @@ from fastcore.basics import patch
 from ..lab.store import RunDir, RegistryDir, append_jsonl, read_jsonl, load_json, now_utc, sha256_file, to_jsonable
 
 # %% auto #0
-__all__ = ['Registry']
+__all__ = ['Registry', 'registry_main']
 
 # %% ../../nbs/govern/01_registry.ipynb #4dd40b59
 def _mlflow_client(uri:str):
@@ -34,7 +34,7 @@ class Registry:
         if e is not None: return e.experiment_id
         return self.client.create_experiment(f'cvkit/{name}', artifact_location=(self.dir.artifacts/name).resolve().as_uri())
 
-# %% ../../nbs/govern/01_registry.ipynb #25845112
+# %% ../../nbs/govern/01_registry.ipynb #5d774a9c
 def _lineage_tags(run:RunDir, rep:dict, card:dict)->dict:
     "Lineage as string tags (MLflow tags are strings)."
     lin, md = rep.get('lineage') or {}, card['model_details']
@@ -50,7 +50,8 @@ def _card_for(run:RunDir)->dict:
     "The run's card data: its card.json when it describes these predictions, else a fresh card (saved beside the run)."
     from cvkit.govern.card import card_from_run
     c, rep = run.card(), run.report() or {}
-    if c and c.get('sources', {}).get('report_predictions_sha256') == (rep.get('predictions') or {}).get('sha256'): return c
+    fresh = c and c.get('sources', {}).get('report_predictions_sha256') == (rep.get('predictions') or {}).get('sha256')
+    if fresh and (c.get('deployment') is not None or not run.export.report_json.exists()): return c   # a card from before `cvkit export` is rebuilt
     card = card_from_run(run); card.save(run)
     return card.data
 
@@ -218,3 +219,71 @@ def decisions(self:Registry, name:str, version=None)->list[dict]:
         tags = self.client.get_model_version(name, str(v)).tags
         out += [dict(json.loads(val), on_version=int(v)) for k, val in sorted(tags.items()) if k.startswith('cvkit.decision.')]
     return sorted(out, key=lambda d: (d['time'], d['seq']))
+
+# %% ../../nbs/govern/01_registry.ipynb #ed67672f
+@patch
+def track(self:Registry,
+          run,                        # a run folder (`runs/<sweep>/<run-id>`) or `RunDir`
+          experiment:str|None=None)->str: # MLflow experiment (default: 'cvkit-runs/<sweep folder name>')
+    "Mirror a run folder's parameters, metric history, intervals, lineage and report into MLflow tracking; returns the MLflow run id."
+    run = RunDir(getattr(run, 'path', run))
+    if not run.track_jsonl.exists(): raise FileNotFoundError(f'{run.path} has no track.jsonl: it is not a tracked run folder.')
+    c, name = self.client, experiment or f'cvkit-runs/{run.path.parent.name}'
+    e = c.get_experiment_by_name(name)
+    eid = e.experiment_id if e else c.create_experiment(name, artifact_location=(self.dir.artifacts/'_tracking').resolve().as_uri())
+    lin = run.lineage()
+    tags = {'cvkit.run_dir': str(run.path.resolve()), 'cvkit.status': run.status().get('status'),
+            'cvkit.git_sha': (lin.get('git') or {}).get('sha'), 'cvkit.dataset_fingerprint': lin.get('dataset')}
+    r = c.create_run(eid, run_name=run.name, tags={k: str(v) for k, v in tags.items() if v is not None})
+    rid, step = r.info.run_id, {}
+    for k, v in list(run.params().items())[:100]: c.log_param(rid, k, str(v)[:6000])
+    for rec in read_jsonl(run.track_jsonl):
+        if rec.get('kind') != 'metrics': continue
+        for k, v in rec['data'].items():
+            if isinstance(v, (int, float)) and v == v:
+                s = rec.get('step') if rec.get('step') is not None else step.get(k, 0)
+                c.log_metric(rid, k, float(v), step=int(s)); step[k] = int(s) + 1
+    for k, e in run.estimates().items():
+        for end in ('lo', 'hi'):
+            if isinstance(e, dict) and e.get(end) is not None: c.log_metric(rid, f'{k}.{end}', float(e[end]))
+    if run.report_json.exists(): c.log_artifact(rid, str(run.report_json), 'report')
+    c.set_terminated(rid, 'FINISHED' if run.status().get('status') in ('completed', 'missing') else 'FAILED')
+    return rid
+
+# %% ../../nbs/govern/01_registry.ipynb #02e0619d
+def _registry_parser():
+    import argparse
+    p = argparse.ArgumentParser(prog='cvkit registry', description='A local MLflow model registry (SQLite) for cvkit runs.')
+    p.add_argument('--path', default='runs/registry', help='the registry folder (default: runs/registry; created on first use)')
+    sub = p.add_subparsers(dest='cmd', required=True)
+    r = sub.add_parser('register', help='register a run folder as a new version'); r.add_argument('run'); r.add_argument('--name', required=True)
+    pr = sub.add_parser('promote', help='compare + gate a version against the champion; move the alias if it passes')
+    pr.add_argument('name'); pr.add_argument('version', type=int)
+    pr.add_argument('--baseline', default='champion', help="'champion', a version number, or 'none'")
+    pr.add_argument('--policy', default=None, help='gate policy YAML (default: the default policy)'); pr.add_argument('--reason', default='')
+    rb = sub.add_parser('rollback', help='move champion back to the previous one')
+    rb.add_argument('name'); rb.add_argument('--reason', required=True); rb.add_argument('--to', type=int, default=None)
+    sh = sub.add_parser('show', help='the champion and every decision'); sh.add_argument('name')
+    t = sub.add_parser('track', help="mirror a run folder's tracking into MLflow"); t.add_argument('run')
+    return p
+
+def registry_main(argv:list|None=None)->int:
+    "Entry point of `cvkit registry`: 0 on success, 1 when a promotion is rejected, 2 on bad input."
+    import sys
+    a = _registry_parser().parse_args(argv)
+    try:
+        reg = Registry(a.path)
+        if a.cmd == 'register': v = reg.register(a.run, a.name); print(f"registered {a.run} as version {v['version']} of {a.name!r}"); return 0
+        if a.cmd == 'track': print(f'MLflow run {reg.track(a.run)}'); return 0
+        if a.cmd == 'promote':
+            base = None if a.baseline == 'none' else a.baseline if a.baseline == 'champion' else int(a.baseline)
+            d = reg.promote(a.name, a.version, base, a.policy, a.reason)
+            print(f"{d['outcome']}: version {a.version} of {a.name!r} (baseline {d['baseline']}); champion is {d['champion_after']}")
+            for r in d['rules']: print(f"  {'PASS' if r['passed'] else 'FAIL'} {r['rule']} {r['target']}: {r['reason']}")
+            return 0 if d['passed'] else 1
+        if a.cmd == 'rollback': d = reg.rollback(a.name, a.reason, a.to); print(f"champion of {a.name!r}: {d['champion_before']} -> {d['champion_after']}"); return 0
+        print(f'champion of {a.name!r}: {reg.champion(a.name)}')
+        for d in reg.decisions(a.name): print(f"{d['time']} v{d['on_version']} {d['action']}: {d['outcome']} {d.get('reason') or ''}")
+        return 0
+    except (ValueError, FileNotFoundError) as e:
+        print(f'cvkit registry: {e}', file=sys.stderr); return 2
