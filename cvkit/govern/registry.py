@@ -139,13 +139,15 @@ def _compare(base, cand, g)->object:
     ms = list(dict.fromkeys([*get_task(cand).metrics, *(r['metric'] for r in g.rules if r['rule'] == 'max_regression')]))
     return compare(base, cand, metrics=ms, n_boot=1000, seed=0)
 
-# %% ../../nbs/govern/01_registry.ipynb #8c2642a7
+# %% ../../nbs/govern/01_registry.ipynb #285b5028
 @patch
 def _record(self:Registry, name:str, version:int, decision:dict)->dict:
     "Write `decision` on the version (a numbered tag, its JSON as an artefact of the version's run) and in decisions.jsonl."
     c, mv = self.client, self.client.get_model_version(name, str(version))
-    k = 1 + sum(1 for t in mv.tags if t.startswith('cvkit.decision.'))
-    decision = to_jsonable(dict(decision, seq=k))
+    k = 1 + sum(1 for t in mv.tags if t.startswith('cvkit.decision.'))            # this version's k-th decision
+    n = 1 + int(c.get_registered_model(name).tags.get('cvkit.n_decisions', 0))    # the model's n-th decision: the order across versions
+    c.set_registered_model_tag(name, 'cvkit.n_decisions', str(n))
+    decision = to_jsonable(dict(decision, seq=k, n=n))
     c.set_model_version_tag(name, str(version), f'cvkit.decision.{k:03d}', json.dumps(decision))
     c.set_model_version_tag(name, str(version), 'cvkit.last_decision', f"{decision['action']}: {decision['outcome']}")
     c.log_dict(mv.run_id, decision, f"decisions/{k:03d}-{decision['action']}.json")
@@ -159,7 +161,7 @@ def _move_champion(self:Registry, name:str, version:int):
     self.client.set_registered_model_alias(name, 'champion', str(version))
     self.client.set_registered_model_tag(name, 'cvkit.champion_history', json.dumps(hist + [version]))
 
-# %% ../../nbs/govern/01_registry.ipynb #fc005f1e
+# %% ../../nbs/govern/01_registry.ipynb #8b04298a
 @patch
 def promote(self:Registry,
             name:str,                # the registered model
@@ -180,13 +182,13 @@ def promote(self:Registry,
     before = self.champion(name)
     if verdict.passed: self._move_champion(name, candidate)
     return self._record(name, candidate, dict(
-        action='promote', outcome='promoted' if verdict.passed else 'rejected', passed=verdict.passed, time=now_utc('seconds'),
+        action='promote', outcome='promoted' if verdict.passed else 'rejected', passed=verdict.passed, time=now_utc(),
         model=name, candidate=candidate, baseline=base, champion_before=before, champion_after=self.champion(name), reason=reason,
         policy=g.to_dict(), rules=verdict.to_dict()['rules'],
         comparison=None if comp is None else dict(verdict=comp.verdict, primary=comp.primary, n=comp.n, mcnemar=comp.mcnemar,
                                                   deltas=comp.to_dict()['deltas'])))
 
-# %% ../../nbs/govern/01_registry.ipynb #6aa59b76
+# %% ../../nbs/govern/01_registry.ipynb #3547db60
 @patch
 def rollback(self:Registry,
              name:str,            # the registered model
@@ -204,12 +206,12 @@ def rollback(self:Registry,
     to = int(to)
     self.client.get_model_version(name, str(to))          # an unknown version is an MLflow error naming it
     self._move_champion(name, to)
-    d = dict(action='rollback', outcome='rolled back', passed=None, time=now_utc('seconds'), model=name, candidate=to,
+    d = dict(action='rollback', outcome='rolled back', passed=None, time=now_utc(), model=name, candidate=to,
              champion_before=cur, champion_after=to, reason=reason)
     self._record(name, cur, dict(d, role='rolled back from'))
     return self._record(name, to, dict(d, role='restored'))
 
-# %% ../../nbs/govern/01_registry.ipynb #55caf020
+# %% ../../nbs/govern/01_registry.ipynb #5b25e447
 @patch
 def decisions(self:Registry, name:str, version=None)->list[dict]:
     "Every decision recorded on the versions of `name` (or on one `version`), oldest first."
@@ -218,7 +220,7 @@ def decisions(self:Registry, name:str, version=None)->list[dict]:
     for v in vs:
         tags = self.client.get_model_version(name, str(v)).tags
         out += [dict(json.loads(val), on_version=int(v)) for k, val in sorted(tags.items()) if k.startswith('cvkit.decision.')]
-    return sorted(out, key=lambda d: (d['time'], d['seq']))
+    return sorted(out, key=lambda d: d['n'])
 
 # %% ../../nbs/govern/01_registry.ipynb #ed67672f
 @patch
