@@ -53,6 +53,10 @@ def test_demo_run_folder_and_accuracy_target(demo_sweep):
     assert b['n'] == len(p) and len(b['replicates']['accuracy']) == b['n_boot'] == 1000
     assert all(0 <= v <= 1 for v in b['replicates']['accuracy'])
     assert 'two-level bootstrap' in out                                # one seed: the two-level interval is the run's own bootstrap
+    card = rd.card()                                                   # `cvkit demo` ends with the best run's model card
+    assert 'model card of the best run' in out and rd.card_md.exists() and rd.card_html.exists()
+    from cvkit.evaluate.gate import gate
+    assert card['metrics']['accuracy'] == rep['metrics']['accuracy'] and card['gate']['passed'] == gate(rep).passed
 
 def test_rerun_reproduces_the_demo_exactly(demo_sweep):
     sweep, _ = demo_sweep

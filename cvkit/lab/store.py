@@ -11,7 +11,7 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['to_jsonable', 'atomic_write', 'save_json', 'load_json', 'append_jsonl', 'read_jsonl', 'sha256_file', 'now_utc',
-           'read_cvkit_parquet', 'ExportDir', 'RunDir', 'read_status', 'run_id', 'SweepDir']
+           'read_cvkit_parquet', 'ExportDir', 'RunDir', 'read_status', 'RegistryDir', 'run_id', 'SweepDir']
 
 # %% ../../nbs/lab/00a_store.ipynb #c0f1a616
 def to_jsonable(o:Any)->Any:
@@ -211,6 +211,30 @@ def checkpoint_meta(self:RunDir, which:str|None=None)->dict:
 def read_status(run_dir:str|Path)->dict:
     "A run's `status.json`, or `{'status': 'missing'}`."
     return RunDir(run_dir).status()
+
+# %% ../../nbs/lab/00a_store.ipynb #66b3e98e
+@patch(as_prop=True)
+def card_json(self:RunDir)->Path: "The model card's data (`card.json`)."; return self.path/'card.json'
+@patch(as_prop=True)
+def card_md(self:RunDir)->Path: "The model card as Markdown (`card.md`, Hugging Face layout)."; return self.path/'card.md'
+@patch(as_prop=True)
+def card_html(self:RunDir)->Path: "The model card as a standalone HTML page with its plots (`card.html`)."; return self.path/'card.html'
+@patch(as_prop=True)
+def card_yaml(self:RunDir)->Path: "The scientist's free text for the card (`card.yaml`): intended use, caveats, ethics."; return self.path/'card.yaml'
+@patch
+def card(self:RunDir)->dict|None: "The model card's data (`card.json`), or None."; return _read(self.card_json)
+
+class RegistryDir:
+    "The files of a local model registry: MLflow's SQLite database and its artefact store (default `runs/registry/`)."
+    db = _file('mlflow.db', "MLflow's tracking and model-registry database (SQLite)")
+    artifacts = _file('artifacts', "MLflow's artefact store: each registered version's checkpoint, report, card and ONNX file")
+    decisions_jsonl = _file('decisions.jsonl', 'every promotion and rollback decision, one JSON record per line')
+    def __init__(self, path:str|Path='runs/registry'): self.path = Path(path)
+    def __fspath__(self): return str(self.path)
+    def __repr__(self): return f'RegistryDir({str(self.path)!r})'
+    @property
+    def uri(self)->str: "The SQLite URI of `db` (absolute, so it does not depend on the working directory)."; return f'sqlite:///{self.db.resolve()}'
+
 
 # %% ../../nbs/lab/00a_store.ipynb #65179bc4
 def _canon(params:dict)->str: return json.dumps(to_jsonable(params), sort_keys=True, separators=(',', ':'))
