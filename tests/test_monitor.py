@@ -124,3 +124,15 @@ def test_metrics_endpoint_scrape_and_shutdown():
 def test_stream_severity_schedule():
     assert [severity('low_light', w, onset=5, ramp=20) for w in (4, 5, 9, 25)] == [0, 1, 2, 5]
     assert onset_at_severity('low_light') == 14 and onset_at_severity('new_class') == 10
+
+def test_novelty_test_is_the_hypergeometric_tail_and_calibrated():
+    from cvkit.monitor.drift import novelty_test, nn_distance
+    bank, cal = rng.normal(size=(200, 3)), rng.normal(size=(300, 3))
+    dc = nn_distance(bank, cal)
+    win = np.r_[rng.normal(size=(80, 3)), rng.normal(5, 1, size=(8, 3))]
+    t = novelty_test(bank, dc, win)
+    dw = nn_distance(bank, win); pooled = np.r_[dc, dw]; thr = np.quantile(pooled, 0.98)
+    assert t.p_value == pytest.approx(sps.hypergeom.sf((dw > thr).sum() - 1, len(pooled), (pooled > thr).sum(), len(dw)))
+    assert t.p_value < 1e-3
+    null = np.array([novelty_test(bank, dc, rng.normal(size=(80, 3))).p_value for _ in range(300)])
+    assert (null <= 0.05).mean() <= 0.09
