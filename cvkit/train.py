@@ -4,7 +4,7 @@
 
 # %% ../nbs/train/00_train.ipynb #07658a6e
 from __future__ import annotations
-import math, time, warnings
+import contextlib, math, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -14,6 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 from .core import get_device, lineage, load_checkpoint, save_checkpoint, seed_everything, progress_bar, checkpoint_paths
 from .data.dataset import make_loader
+from .accel import autocast, use_channels_last, compile_model
+from .distributed import (launched, init_distributed, rank as dist_rank, world_size as dist_world_size, train_sampler,
+                               ShardSampler, all_reduce_sums, any_rank, barrier, wrap_ddp, is_main,
+                               has_batchnorm, dist_info)
 
 # %% auto #0
 __all__ = ['FIT_TASKS', 'warmup_cosine', 'param_groups', 'TrainingDiverged', 'FitResult', 'evaluate_loss', 'FitTask',
@@ -69,13 +73,11 @@ def _batch_to(batch, device):
     x, y = batch[0], batch[1]
     return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
-def _autocast(device, amp):
-    use = device.type == 'cuda' and amp in ('auto', 'bf16', True)
-    return torch.autocast('cuda', dtype=torch.bfloat16, enabled=use)
+def _autocast(device, amp): return autocast(device, amp)   # one implementation: cvkit.accel
 
 @torch.inference_mode()
 def evaluate_loss(model:nn.Module, loader, device=None, amp='auto')->dict:
-    "Mean cross-entropy loss and top-1 accuracy of `model` over `loader`."
+    "Mean cross-entropy loss and top-1 accuracy of `model` over `loader` (summed over all processes under torchrun)."
     device = get_device(device); model.eval()
     tot_loss, correct, n = 0.0, 0, 0
     for batch in loader:
@@ -83,7 +85,8 @@ def evaluate_loss(model:nn.Module, loader, device=None, amp='auto')->dict:
         with _autocast(device, amp): out = model(x)
         out = out.float()
         tot_loss += F.cross_entropy(out, y, reduction='sum').item(); correct += (out.argmax(1) == y).sum().item(); n += len(y)
-    return dict(loss=tot_loss / max(n, 1), acc=correct / max(n, 1))
+    s = all_reduce_sums(dict(loss=tot_loss, correct=correct, n=n))   # each process saw its shard of the loader
+    return dict(loss=s['loss'] / max(s['n'], 1), acc=s['correct'] / max(s['n'], 1))
 
 def _model_meta(model):
     cfg = dict(getattr(model, 'cvkit_cfg', {}) or {})
@@ -98,8 +101,8 @@ def _classes(ds):
 class FitTask:
     "How `fit` batches, steps and validates one kind of model; subclass and add to `FIT_TASKS`."
     name, monitor = 'task', 'valid_loss'
-    def loader(self, ds, batch_size:int, shuffle:bool=False, num_workers:int=0, seed:int=0, drop_last:bool=False):
-        return make_loader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, seed=seed, drop_last=drop_last)
+    def loader(self, ds, batch_size:int, shuffle:bool=False, num_workers:int=0, seed:int=0, drop_last:bool=False, sampler=None):
+        return make_loader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, seed=seed, drop_last=drop_last, sampler=sampler)
     def step(self, model, batch, device, amp, loss_fn=None, label_smoothing=0.0)->tuple:
         "(loss to minimise, samples in the batch, dict of per-batch sums: `train_{key}` is their epoch mean)."
         raise NotImplementedError
@@ -123,11 +126,11 @@ def _to(t, device): return {k: v.to(device) if isinstance(v, torch.Tensor) else 
 class Detection(FitTask):
     "torchvision-style detectors: train mode returns a dict of losses (summed, or `loss_fn(losses, targets, images)`); validation is COCO mAP."
     name, monitor = 'detection', 'valid_map50'
-    def loader(self, ds, batch_size, shuffle=False, num_workers=0, seed=0, drop_last=False):
+    def loader(self, ds, batch_size, shuffle=False, num_workers=0, seed=0, drop_last=False, sampler=None):
         from cvkit.data.scenes import DetectionView, collate_detection
         view = ds if isinstance(ds, DetectionView) else DetectionView(ds, masks=False)
         return make_loader(view, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, seed=seed, drop_last=drop_last,
-                           collate_fn=collate_detection)
+                           collate_fn=collate_detection, sampler=sampler)
     def step(self, model, batch, device, amp, loss_fn=None, label_smoothing=0.0):
         imgs, tgts = [x.to(device, non_blocking=True) for x in batch[0]], [_to(t, device) for t in batch[1]]
         need = ('a detector for fit must return a dict of losses given (images, targets) in train mode, as torchvision detectors do; '
@@ -156,6 +159,30 @@ def fit_task(model:nn.Module, task=None)->FitTask:
     if task not in FIT_TASKS: raise ValueError(f'Unknown task {task!r} for fit; known: {sorted(FIT_TASKS)}. Register a FitTask in cvkit.train.FIT_TASKS.')
     return FIT_TASKS[task]
 
+# %% ../nbs/train/00_train.ipynb #8ad013a3
+def _rank_seed(seed, epoch, rank): return _epoch_seed(seed, epoch) + 1_000_000_007 * rank   # rank 0: the one-process stream
+
+def _diverged(rows, last_path, epoch, i, loss, lr)->TrainingDiverged:
+    where = f'{last_path} (epoch {rows[-1]["epoch"]})' if last_path else 'none was written (pass ckpt_dir= to keep one)'
+    return TrainingDiverged(
+        f'Loss became {loss.item()} at epoch {epoch}, batch {i} (in this process or another). Training stopped; the last good checkpoint is {where}. '
+        f'Try a lower learning rate (lr={lr}), gradient clipping (clip_grad=1.0), or check the inputs for NaN/inf.',
+        history=pd.DataFrame(rows), last_checkpoint=last_path)
+
+def _save(path, state, meta, run_lineage)->Path:
+    "Rank 0 writes the checkpoint; every process gets its path."
+    if is_main(): return save_checkpoint(path, state, meta=meta, lineage=run_lineage)
+    return checkpoint_paths(path)[0]
+
+def _parallel(model, device, world, channels_last, compile, sync_bn):
+    "(the module to train through, the DDP wrapper or the model, the channels-last hook or None)."
+    if world > 1 and not sync_bn and has_batchnorm(model) and is_main():
+        warnings.warn(f'{type(model).__name__} has BatchNorm: under DDP each of the {world} processes normalises with its own part of the batch. '
+                      'Pass sync_bn=True on CUDA for statistics over the global batch, or use a model without BatchNorm.')
+    hook = use_channels_last(model) if channels_last else None
+    ddp = wrap_ddp(model, device, sync_bn=sync_bn)
+    return (compile_model(ddp, device) if compile else ddp), ddp, hook
+
 # %% ../nbs/train/00_train.ipynb #92cb85a6
 def fit(model:nn.Module,                # a classifier returning logits, or a detector returning a loss dict in train mode (`create_model`'s)
         train_ds,                       # training dataset: (image, target) samples, or a detection dataset (`scenes`, `from_coco`, a `DetectionView`)
@@ -163,7 +190,7 @@ def fit(model:nn.Module,                # a classifier returning logits, or a de
         epochs:int=10,                  # number of passes over `train_ds`
         lr:float=1e-3,                  # peak learning rate
         weight_decay:float=0.05,        # AdamW weight decay (not applied to biases and norms)
-        batch_size:int=64,              # samples per step (before accumulation)
+        batch_size:int=64,              # samples per step (before accumulation), over all processes under torchrun
         warmup_epochs:float=1.0,        # linear warm-up length, in epochs
         min_lr_ratio:float=0.01,        # final learning rate as a fraction of `lr`
         label_smoothing:float=0.0,      # cross-entropy label smoothing
@@ -175,7 +202,10 @@ def fit(model:nn.Module,                # a classifier returning logits, or a de
         resume:bool=False,              # continue from `ckpt_dir/last` when it exists
         restore_best:bool=True,         # load the best weights into `model` at the end
         device=None,                    # 'auto', 'cpu', 'cuda', ... (see `get_device`)
-        amp='auto',                     # bf16 autocast on CUDA ('auto'/'bf16'); False to disable; ignored on CPU
+        amp='auto',                     # 'auto': bf16 autocast on CUDA, fp32 elsewhere; 'bf16': bf16 autocast on any device (CPU too); False: fp32
+        channels_last:bool=False,       # keep weights and inputs channels-last (NHWC): faster convolutions on GPUs
+        compile:bool=False,             # train through `torch.compile` (the first steps compile; needs a C compiler on CPU)
+        sync_bn:bool=False,             # under torchrun, BatchNorm statistics over the global batch (SyncBatchNorm; CUDA only)
         seed:int=0,                     # seeds initialisation order, shuffling, augmentation and dropout per epoch
         num_workers:int=0,              # DataLoader workers
         progress:bool=True,             # show a progress bar
@@ -184,14 +214,19 @@ def fit(model:nn.Module,                # a classifier returning logits, or a de
         groups:list|None=None,          # AdamW parameter groups (dicts with 'params' and optional 'lr', 'weight_decay'); None: `param_groups(model)`
         task=None,                      # a `FitTask` or a `FIT_TASKS` name; None: from `model.cvkit_cfg['task']` (default classification)
        )->FitResult:
-    "Train `model` on `train_ds` and return a `FitResult` with history and checkpoints."
-    device = get_device(device)
+    "Train `model` on `train_ds` and return a `FitResult` with history and checkpoints (one process of a DDP run under torchrun)."
     if len(train_ds) == 0: raise ValueError('train_ds has 0 samples: nothing to train on. Check the split name and `validate(ds)`.')
+    device = init_distributed(device) if launched() else get_device(device)
+    rank, world = dist_rank(), dist_world_size()
+    if batch_size % world: raise ValueError(f'batch_size={batch_size} is the global batch, split evenly over the {world} processes: make it a multiple of {world}.')
     seed_everything(seed)
     model.to(device)
     task = fit_task(model, task)
-    train_dl = task.loader(train_ds, batch_size, shuffle=True, num_workers=num_workers, seed=seed, drop_last=len(train_ds) > batch_size)
-    valid_dl = task.loader(valid_ds, batch_size * 2, num_workers=num_workers, seed=seed) if valid_ds is not None else None
+    drop_last = len(train_ds) > batch_size   # epoch e shuffles with _epoch_seed(seed, e): the sampler adds e to its seed
+    train_dl = task.loader(train_ds, batch_size // world, num_workers=num_workers, seed=seed, drop_last=drop_last,
+                           sampler=train_sampler(train_ds, _epoch_seed(seed, 0), drop_last))
+    valid_dl = task.loader(valid_ds, 2 * batch_size // world, num_workers=num_workers, seed=seed,
+                           sampler=ShardSampler(len(valid_ds)) if world > 1 else None) if valid_ds is not None else None
     steps_per_epoch = math.ceil(len(train_dl) / grad_accum)
     total_steps = epochs * steps_per_epoch
     opt = torch.optim.AdamW(groups if groups is not None else param_groups(model, weight_decay), lr=lr, weight_decay=weight_decay)
@@ -205,7 +240,8 @@ def fit(model:nn.Module,                # a classifier returning logits, or a de
     rows, best_score, best_epoch, start, stale = [], None, None, 0, 0
     run_lineage = lineage(seed=seed, device=device, config=dict(epochs=epochs, lr=lr, weight_decay=weight_decay, batch_size=batch_size,
                           warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, grad_accum=grad_accum, clip_grad=clip_grad,
-                          patience=patience, monitor=monitor, task=task.name))
+                          patience=patience, monitor=monitor, task=task.name, amp=amp, channels_last=channels_last, compile=compile, sync_bn=sync_bn))
+    run_lineage['distributed'] = dict(dist_info(), per_process_batch=batch_size // world)
     base_meta = dict(classes=list(classes) if classes is not None else None, model=_model_meta(model), **(meta or {}))
     if ckpt_dir is not None and resume and checkpoint_paths(ckpt_dir/'last')[1].exists():
         st, info = load_checkpoint(ckpt_dir/'last', map_location=str(device))
@@ -213,47 +249,51 @@ def fit(model:nn.Module,                # a classifier returning logits, or a de
         m = info['meta']; start, best_score, best_epoch, stale = m['epoch'] + 1, m['best_score'], m['best_epoch'], m['stale']
         rows = m['history']; last_path = checkpoint_paths(ckpt_dir/'last')[0]
         if checkpoint_paths(ckpt_dir/'best')[0].exists(): best_path = checkpoint_paths(ckpt_dir/'best')[0]
+    net, ddp, cl_hook = _parallel(model, device, world, channels_last, compile, sync_bn)
     t0, stopped = time.perf_counter(), 'completed'
-    bar = progress_bar(range(start, epochs), total=epochs, initial=start, disable=not progress, desc='fit', unit='epoch')
+    bar = progress_bar(range(start, epochs), total=epochs, initial=start, disable=not (progress and is_main()), desc='fit', unit='epoch')
     for epoch in bar:
-        seed_everything(_epoch_seed(seed, epoch))         # shuffling, augmentation and dropout depend only on (seed, epoch)
-        train_dl.generator.manual_seed(_epoch_seed(seed, epoch))
+        seed_everything(_rank_seed(seed, epoch, rank))    # augmentation and dropout depend only on (seed, epoch, rank)
+        train_dl.generator.manual_seed(_rank_seed(seed, epoch, rank)); train_dl.sampler.set_epoch(epoch)
         model.train(); te = time.perf_counter()
         sums, n = {}, 0
         opt.zero_grad(set_to_none=True)
         for i, batch in enumerate(train_dl):
-            loss, nb, s = task.step(model, batch, device, amp, loss_fn, label_smoothing)
-            if not torch.isfinite(loss):
-                hist = pd.DataFrame(rows)
-                where = f'{last_path} (epoch {rows[-1]["epoch"]})' if last_path else 'none was written (pass ckpt_dir= to keep one)'
-                raise TrainingDiverged(
-                    f'Loss became {loss.item()} at epoch {epoch}, batch {i}. Training stopped; the last good checkpoint is {where}. '
-                    f'Try a lower learning rate (lr={lr}), gradient clipping (clip_grad=1.0), or check the inputs for NaN/inf.',
-                    history=hist, last_checkpoint=last_path)
-            (loss / grad_accum).backward()
-            if (i + 1) % grad_accum == 0 or i + 1 == len(train_dl):
+            step_now = (i + 1) % grad_accum == 0 or i + 1 == len(train_dl)
+            with (ddp.no_sync() if world > 1 and not step_now else contextlib.nullcontext()):   # average gradients only when stepping
+                loss, nb, s = task.step(net, batch, device, amp, loss_fn, label_smoothing)
+                if any_rank(not torch.isfinite(loss).item()): raise _diverged(rows, last_path, epoch, i, loss, lr)
+                (loss / grad_accum).backward()
+            if step_now:
                 if clip_grad: nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
                 opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
             for k, v in s.items(): sums[k] = sums.get(k, 0) + v
             n += nb
+        tot = all_reduce_sums(dict(sums, _n=n)); n, sums = tot['_n'], {k: tot[k] for k in sums}   # over all processes
         row = dict(epoch=epoch, **{f'train_{k}': v / n for k, v in sums.items()})
         if valid_dl is not None: row.update(task.validate(model, valid_ds, valid_dl, device, amp))
         row.update(lr=opt.param_groups[0]['lr'], seconds=time.perf_counter() - te, imgs_per_s=n / (time.perf_counter() - te))
         rows.append(row)
-        score = row[monitor]
+        score = row[monitor] if world == 1 else all_reduce_sums(dict(s=row[monitor]))['s'] / world   # one decision for all processes
         if better(score, best_score):
             best_score, best_epoch, stale = score, epoch, 0
             if ckpt_dir is not None:
-                best_path = save_checkpoint(ckpt_dir/'best', dict(model=model.state_dict()),
-                                            meta=dict(base_meta, epoch=epoch, monitor=monitor, score=score), lineage=run_lineage)
+                best_path = _save(ckpt_dir/'best', dict(model=model.state_dict()), dict(base_meta, epoch=epoch, monitor=monitor, score=score), run_lineage)
         else: stale += 1
         if ckpt_dir is not None:
-            last_path = save_checkpoint(ckpt_dir/'last', dict(model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict()),
-                                        meta=dict(base_meta, epoch=epoch, best_score=best_score, best_epoch=best_epoch, stale=stale, history=rows),
-                                        lineage=run_lineage)
+            last_path = _save(ckpt_dir/'last', dict(model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict()),
+                              dict(base_meta, epoch=epoch, best_score=best_score, best_epoch=best_epoch, stale=stale, history=rows), run_lineage)
         bar.set_postfix({k: round(v, 4) for k, v in row.items() if k in ('train_loss', 'valid_loss', 'valid_acc', 'valid_map50')})
         if patience is not None and stale >= patience: stopped = 'early_stopping'; break
     bar.close()
+    if cl_hook is not None: cl_hook.remove()
+    barrier()                                               # rank 0 has written the best checkpoint the others may load
     if restore_best and best_path is not None and best_epoch != rows[-1]['epoch']:
         model.load_state_dict(load_checkpoint(best_path, map_location=str(device))[0]['model'])
     return FitResult(model, pd.DataFrame(rows), best_epoch, best_score, best_path, last_path, stopped, time.perf_counter() - t0)
+
+# %% ../nbs/train/00_train.ipynb #f07be1ae
+#| eval: false
+if __name__ == '__main__':   # python -m cvkit.train --config run.yaml: the command of cvkit.train_cli
+    from cvkit.train_cli import main as _main
+    raise SystemExit(_main())
