@@ -13,13 +13,14 @@ import psutil
 import torch
 from torch import nn
 import onnxruntime as ort
+from ..accel import c_compiler
 from ..core import atomic_write, load_json, save_json, to_jsonable
 from ..evaluate.stats import Estimate
 from .export import OnnxModule, deployment_section, attach_deployment
 
 # %% auto #0
-__all__ = ['fixed_threads', 'time_fn', 'latency_stats', 'Runtime', 'eager_runtime', 'c_compiler', 'compile_runtime',
-           'ort_runtime', 'gpu_runtimes', 'machine_info', 'benchmark', 'DeploymentReport']
+__all__ = ['fixed_threads', 'time_fn', 'latency_stats', 'Runtime', 'eager_runtime', 'compile_runtime', 'ort_runtime',
+           'gpu_runtimes', 'ort_gpu_runtime', 'machine_info', 'benchmark', 'DeploymentReport']
 
 # %% ../../nbs/deploy/03_bench.ipynb #df847de5
 @contextlib.contextmanager
@@ -78,12 +79,6 @@ def eager_runtime(model:nn.Module, name:str='eager', device='cpu', dtype=torch.f
         sync(); return y
     return Runtime(name, fn, 'torch', str(device))
 
-def c_compiler()->str|None:
-    "Path of the C compiler inductor would use on CPU ($CC, gcc, cc, clang), or None."
-    for c in (os.environ.get('CC'), 'gcc', 'cc', 'clang'):
-        if c and shutil.which(c): return shutil.which(c)
-    return None
-
 def compile_runtime(model:nn.Module, name:str='torch.compile', device='cpu', mode:str|None=None)->Runtime:
     "`torch.compile(model)` (compiled lazily on the first call); skipped with a reason when CPU inductor has no C compiler."
     if torch.device(device).type == 'cpu' and c_compiler() is None:
@@ -105,14 +100,28 @@ def gpu_runtimes(model:nn.Module, onnx_path=None)->list[Runtime]:
     out = [eager_runtime(copy.deepcopy(model), 'eager_cuda_fp32', 'cuda'), eager_runtime(copy.deepcopy(model), 'eager_cuda_fp16', 'cuda', torch.float16)]
     out.append(eager_runtime(copy.deepcopy(model), 'eager_cuda_bf16', 'cuda', torch.bfloat16) if torch.cuda.is_bf16_supported()
                else _skip('eager_cuda_bf16', 'torch', 'cuda', 'this GPU does not support bf16'))
-    avail = ort.get_available_providers()
-    for n, prov in (('ort_cuda', 'CUDAExecutionProvider'), ('ort_tensorrt', 'TensorrtExecutionProvider')):
-        if onnx_path is None: out.append(_skip(n, 'onnxruntime', 'cuda', 'no ONNX file given'))
-        elif prov not in avail: out.append(_skip(n, 'onnxruntime', 'cuda', f'onnxruntime here has no {prov} (it has {avail}); install onnxruntime-gpu'))
-        else:
-            try: out.append(ort_runtime(onnx_path, n, providers=[prov, 'CPUExecutionProvider']))
-            except Exception as e: out.append(Runtime(n, None, 'onnxruntime', 'cuda', 'failed', f'{type(e).__name__}: {str(e)[:300]}'))
+    out += [ort_gpu_runtime(onnx_path, prov, n) for n, prov in (('ort_cuda', 'CUDAExecutionProvider'), ('ort_tensorrt', 'TensorrtExecutionProvider'))]
     return out
+
+def ort_gpu_runtime(path,                 # the .onnx file (None: skipped)
+                    provider:str='CUDAExecutionProvider', # 'CUDAExecutionProvider' or 'TensorrtExecutionProvider'
+                    name:str|None=None):  # runtime name (default: from the provider)
+    "An onnxruntime session on a GPU execution provider, or a skipped `Runtime` saying why (not installed, no ONNX file, fell back to CPU)."
+    name = name or {'CUDAExecutionProvider': 'ort_cuda', 'TensorrtExecutionProvider': 'ort_tensorrt'}.get(provider, provider)
+    avail = ort.get_available_providers()
+    if path is None: return _skip(name, 'onnxruntime', 'cuda', 'no ONNX file given')
+    if provider not in avail:
+        return _skip(name, 'onnxruntime', 'cuda', f'onnxruntime {ort.__version__} here has no {provider} (it has {avail}); '
+                     'install onnxruntime-gpu (and TensorRT for the TensorRT provider) to measure it')
+    chain = [provider] + (['CUDAExecutionProvider'] if provider == 'TensorrtExecutionProvider' and 'CUDAExecutionProvider' in avail else []) + ['CPUExecutionProvider']
+    try: r = ort_runtime(path, name, providers=chain)
+    except Exception as e: return Runtime(name, None, 'onnxruntime', 'cuda', 'failed', f'{type(e).__name__}: {str(e)[:300]}')
+    got = r.fn.__self__.session.get_providers()
+    if got[0] != provider:   # onnxruntime falls back silently when a provider cannot start (missing CUDA/cuDNN/TensorRT libraries)
+        return _skip(name, 'onnxruntime', 'cuda', f'{provider} is installed but could not start here; onnxruntime fell back to {got}. '
+                     'Check that the CUDA, cuDNN (and TensorRT) libraries onnxruntime-gpu was built for are on the library path')
+    return r
+
 
 # %% ../../nbs/deploy/03_bench.ipynb #2c88d90f
 _COLS = ['runtime', 'kind', 'device', 'batch', 'status', 'reason', 'p50_ms', 'p95_ms', 'p99_ms', 'mean_ms', 'throughput', 'iters',

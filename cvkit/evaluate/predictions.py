@@ -148,7 +148,9 @@ def predict(model,                 # a classifier (`torch.nn.Module`) returning 
             batch_size:int=256,    # samples per forward pass
             device=None,           # 'auto', 'cpu', 'cuda', ...
             num_workers:int=0,     # DataLoader workers
-            amp:bool=False,        # bf16 autocast on CUDA (off by default: logits are compared across runs)
+            amp=False,             # False: fp32 (logits are compared across runs); True/'auto': bf16 autocast on CUDA; 'bf16': on any device
+            channels_last:bool=False, # channels-last (NHWC) weights and inputs: faster convolutions on GPUs
+            compile:bool=False,    # run through `torch.compile` (compiles on the first batch)
             progress:bool=False,   # show a progress bar
             info:dict|None=None    # extra fields for `Predictions.info` (model name, ...; a `lineage` here replaces the recorded one)
            )->Predictions:
@@ -156,22 +158,26 @@ def predict(model,                 # a classifier (`torch.nn.Module`) returning 
     import torch
     from cvkit.core import get_device, lineage, progress_bar
     from cvkit.data.dataset import make_loader
+    from cvkit.accel import autocast, use_channels_last, compile_model
     device = get_device(device)
     model = model.to(device).eval()
+    hook = use_channels_last(model) if channels_last else None
+    net = compile_model(model, device) if compile else model
     loader = make_loader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     outs, tgts = [], []
-    use_amp = amp and device.type == 'cuda'
     with torch.inference_mode():
         for x, y in progress_bar(loader, disable=not progress, desc='predict'):
-            with torch.autocast('cuda', dtype=torch.bfloat16, enabled=use_amp):
-                outs.append(model(x.to(device, non_blocking=True)))
+            with autocast(device, amp):
+                outs.append(net(x.to(device, non_blocking=True)))
             tgts.append(y)
         logits = torch.cat(outs).float().cpu().numpy() if outs else np.zeros((0, len(dataset.classes)), np.float32)
         targets = torch.cat(tgts).numpy() if tgts else np.zeros(0, np.int64)
+    if hook is not None: hook.remove()
     df = getattr(dataset, 'df', None)
     meta_cols = [c for c in getattr(dataset, 'meta_columns', []) if df is not None and c in _scalar_columns(df[[c]])]
     meta = df[meta_cols].reset_index(drop=True) if df is not None and meta_cols else None
     dropped = sorted(set(getattr(dataset, 'meta_columns', [])) - set(meta_cols))
     inf = dict(model=to_jsonable(getattr(model, 'cvkit_cfg', None)), dropped_meta_columns=dropped, lineage=lineage(device=device))
+    if amp or channels_last or compile: inf['speed'] = dict(amp=amp, channels_last=channels_last, compile=compile)
     inf.update(info or {})
     return Predictions(np.asarray(dataset.ids), logits, targets, list(dataset.classes), meta, 'classification', inf)
