@@ -34,7 +34,7 @@ def main():
     ds = digits(size=16, seed=0)
     train, test = ds.split('train'), ds.split('test')
     X8 = load_digits().data; order = {f'digits-{i:04d}': i for i in range(len(X8))}
-    Xtr = X8[[order[i] for i in train.ids]]
+    Xtr = X8[[order[i] for i in train.ids]] / 16.0
     t = time.perf_counter()
     clean = oof_predictions(train, Learner(), k=5, seed=0)
     confused = most_confused(clean)
