@@ -110,6 +110,7 @@ def test_learning_curves_from_a_sweep_folder(tmp_path):
     assert len(c) == 12 and set(c.strategy) == {'random', 'margin'} and (c.full_pool_accuracy == 0.9).all()
     s = summarize_curves(c).set_index(['strategy', 'labels'])
     r = s.loc[('random', 20)]
-    assert r.accuracy == pytest.approx(0.9) and r.hi - r.accuracy == pytest.approx(stats.t.ppf(0.975, 2) * 0.1 / np.sqrt(3))
+    assert r.accuracy == pytest.approx(0.9) and r.accuracy - r.lo == pytest.approx(stats.t.ppf(0.975, 2) * 0.1 / np.sqrt(3))
+    assert r.hi == 1.0                                                  # 0.9 + 0.248 clipped to 1
     assert labels_needed(c).set_index('strategy').labels.to_dict() == dict(margin=20, random=20)
     assert labels_needed(c, 0.7).set_index('strategy').labels.to_dict() == dict(margin=10, random=20)
