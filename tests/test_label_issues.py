@@ -107,3 +107,17 @@ def test_bad_input_is_named(data):
     with pytest.raises(ValueError, match='at least 2 folds'): oof_predictions(tr, k=1)
     oof = Predictions(tr.ids[:10], np.zeros((10, 10)), tr.targets[:10], tr.classes)
     with pytest.raises(ValueError, match='does not match'): label_issues(tr, oof=oof)
+
+def test_learner_adapt_probe_path(data):
+    "strategy='probe' goes through adapt(): only the head changes, on frozen embeddings."
+    tr, te = data
+    torch.manual_seed(0)
+    from cvkit.models.factory import create_model
+    base = create_model('cvkit_cnn_tiny', num_classes=10)
+    snap = {k: v.clone() for k, v in base.state_dict().items()}
+    lr = Learner(model=lambda n: __import__('copy').deepcopy(base), strategy='probe', epochs=2, min_steps=10, lr=1e-2)
+    m = lr.train(tr, seed=0)
+    changed = {k for k, v in m.state_dict().items() if not torch.equal(v, snap[k])}
+    assert changed and all(k.startswith('head.') for k in changed), changed
+    assert lr.to_dict()['model'] == '<lambda>' and lr.to_dict()['strategy'] == 'probe'
+    assert predict(m, te).logits.shape == (len(te), 10)
