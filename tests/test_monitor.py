@@ -4,7 +4,7 @@ import numpy as np, pandas as pd, pytest
 from scipy import stats as sps, ndimage
 
 from cvkit.evaluate.predictions import Predictions
-from cvkit.monitor.drift import _image_properties, mmd_test, _mmd_naive, property_tests, prediction_test, confidence_test, psi
+from cvkit.monitor.drift import PROPERTIES, mmd_test, _mmd_naive, property_tests, prediction_test, confidence_test, psi
 from cvkit.monitor.accuracy import ATC, BBSE, doc_estimate
 from cvkit.monitor.monitor import Monitor, Policy, DriftReport, _synthetic
 from cvkit.monitor.runbook import runbook, dashboard, likely_cause
@@ -31,14 +31,16 @@ def test_mmd_pvalue_is_calibrated_under_the_null():
     assert mmd_test(rng.normal(size=(30, 3)), rng.normal(1, 1, size=(30, 3)), 200).p_value < 0.01
 
 def test_image_properties_direct_formulas():
+    "The monitor measures its PROPERTIES with the datasheet's function (one definition), on the uint8 stacks streams pass."
+    from cvkit.curate.datasheet import image_properties
+    from cvkit.monitor import streams
     im = rng.integers(0, 256, (16, 12, 3)).astype(np.uint8)
-    p = _image_properties(np.stack([im, im // 2]))
+    p = image_properties(np.stack([im, im // 2]))[list(PROPERTIES)]
     y = im.astype(float) @ [0.299, 0.587, 0.114]
-    assert p.brightness[0] == pytest.approx(y.mean(), rel=1e-5) and p.contrast[0] == pytest.approx(y.std(), rel=1e-5)
-    assert p.sharpness[0] == pytest.approx(ndimage.laplace(y)[1:-1, 1:-1].var(), rel=1e-4)
+    assert p.brightness[0] == pytest.approx(y.mean(), rel=1e-6) and p.contrast[0] == pytest.approx(y.std(), rel=1e-6)
+    assert p.sharpness[0] == pytest.approx(ndimage.laplace(y, mode='mirror').var(), rel=1e-6)
     assert p.brightness[1] < p.brightness[0] and list(p.height) == [16, 16] and list(p.width) == [12, 12]
-    f = _image_properties(np.moveaxis(im[None].astype(np.float32) / 255, -1, 1))   # float NCHW in [0, 1]
-    assert f.colourfulness[0] == pytest.approx(p.colourfulness[0], rel=1e-4)
+    assert streams.image_properties is image_properties and not hasattr(streams, '_image_properties')
 
 def test_ks_holm_chi2_psi_against_references():
     from statsmodels.stats.multitest import multipletests

@@ -18,39 +18,6 @@ __all__ = ['PROPERTIES', 'TestResult', 'median_sigma', 'mmd_test', 'nn_distance'
 # %% ../../nbs/monitor/00_drift.ipynb #3b3ba734
 PROPERTIES = ('brightness', 'contrast', 'sharpness', 'colourfulness', 'height', 'width')
 
-def _as_hwc(images)->list:
-    "A list of HxWx3 float32 arrays on the 0-255 scale from uint8 HxWx3 arrays or a float (N, 3, H, W) batch in [0, 1]."
-    if hasattr(images, 'detach'): images = images.detach().cpu().numpy()
-    if isinstance(images, np.ndarray) and images.ndim == 4:
-        if images.dtype == np.uint8: return list(images.astype(np.float32))
-        return list(np.moveaxis(images.astype(np.float32) * 255, 1, -1))
-    out = []
-    for a in images:
-        a = np.asarray(a, np.float32)
-        out.append(np.repeat(a[..., None], 3, -1) if a.ndim == 2 else a)
-    return out
-
-def _props_same_size(x:np.ndarray)->dict:
-    "Properties of a stack (N, H, W, 3) of 0-255 images."
-    r, g, b = x[..., 0], x[..., 1], x[..., 2]
-    y = 0.299 * r + 0.587 * g + 0.114 * b
-    lap = y[:, :-2, 1:-1] + y[:, 2:, 1:-1] + y[:, 1:-1, :-2] + y[:, 1:-1, 2:] - 4 * y[:, 1:-1, 1:-1]
-    rg, yb = r - g, 0.5 * (r + g) - b
-    col = np.sqrt(rg.std((1, 2))**2 + yb.std((1, 2))**2) + 0.3 * np.sqrt(rg.mean((1, 2))**2 + yb.mean((1, 2))**2)
-    n, h, w = y.shape
-    return dict(brightness=y.mean((1, 2)), contrast=y.std((1, 2)), sharpness=lap.var((1, 2)), colourfulness=col,
-                height=np.full(n, h, float), width=np.full(n, w, float))
-
-def _image_properties(images)->pd.DataFrame:
-    "Brightness, contrast, sharpness, colourfulness and size of each image, one row per image."
-    ims = _as_hwc(images)
-    out = pd.DataFrame(np.zeros((len(ims), len(PROPERTIES))), columns=list(PROPERTIES))
-    groups = pd.Series([a.shape for a in ims], dtype=object)
-    for _, idx in groups.groupby(groups.astype(str)).groups.items():
-        idx = list(idx)
-        for k, v in _props_same_size(np.stack([ims[i] for i in idx])).items(): out.loc[idx, k] = v
-    return out
-
 # %% ../../nbs/monitor/00_drift.ipynb #fa705916
 def _f(x): return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 

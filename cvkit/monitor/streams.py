@@ -13,7 +13,8 @@ from ..data.builtin import shapes, shape_mask
 from ..robustness.corruptions import corrupt
 from ..evaluate.predictions import Predictions
 from ..lab.store import atomic_write
-from .drift import _image_properties
+from ..curate.datasheet import image_properties
+from .drift import PROPERTIES
 
 # %% auto #0
 __all__ = ['CLASSES', 'SCENARIOS', 'severity', 'onset_at_severity', 'train_stream_model', 'model_outputs', 'reference_set',
@@ -111,7 +112,7 @@ def _cached(path, make)->dict:
 
 def _outputs(model, x, y)->dict:
     logits, emb = model_outputs(model, x)
-    return dict(logits=logits, emb=emb, props=_image_properties(x).to_numpy(np.float32), targets=y.astype(np.int64))
+    return dict(logits=logits, emb=emb, props=image_properties(x)[list(PROPERTIES)].to_numpy(np.float32), targets=y.astype(np.int64))
 
 def reference_set(model, n:int=2000, seed:int=7, cache=None)->dict:
     "Labelled reference (validation) outputs: fresh shapes from their own seed."
@@ -141,7 +142,7 @@ def as_predictions(d:dict, w:int|None=None)->tuple:
     m = np.ones(len(d['targets']), bool) if w is None else d['window'] == w
     y = d['targets'][m]
     p = Predictions([f'w{w}-{i}' for i in range(m.sum())], d['logits'][m], y, list(CLASSES))  # target -1 (new class) is never predicted
-    return p, d['emb'][m], pd.DataFrame(d['props'][m], columns=['brightness', 'contrast', 'sharpness', 'colourfulness', 'height', 'width'])
+    return p, d['emb'][m], pd.DataFrame(d['props'][m], columns=list(PROPERTIES))
 
 # %% ../../nbs/monitor/05_streams.ipynb #442b7115
 def check_stream(monitor, d:dict, cache=None, progress:bool=False)->tuple:
