@@ -162,3 +162,11 @@ def test_phash_on_digits_warns_that_it_cannot_separate(d32):
     inj, _ = inject_near_duplicates(small, n=30, seed=0)
     with pytest.warns(UserWarning, match="method='phash' cannot tell near-copies"):
         leakage(inj, method='phash', check_n=40)
+
+def test_datasheet_reads_a_label_issues_result_like_its_table():
+    "`datasheet(label_issues=li)` takes `label_issues()`'s result itself: its `.issues` rows, not every ranked row."
+    import types, pandas as pd
+    from cvkit.curate.datasheet import _issues_summary
+    flagged = pd.DataFrame(dict(given_label=[1, 1, 2], suggested_label=[7, 7, 3]))
+    li = types.SimpleNamespace(issues=flagged, table=pd.concat([flagged, flagged.assign(given_label=5)]))
+    assert _issues_summary(li) == _issues_summary(flagged) == dict(n_flagged=3, by_given_label={'1': 2, '2': 1})

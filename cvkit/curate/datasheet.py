@@ -165,11 +165,12 @@ def property_statistics(props:pd.DataFrame, slices=())->dict:
 def _issues_summary(li)->dict|None:
     if li is None: return None
     if isinstance(li, dict): return to_jsonable(li)
+    if isinstance(getattr(li, 'issues', None), pd.DataFrame): li = li.issues   # a `curate.label_issues.LabelIssues`
     if isinstance(li, pd.DataFrame):
         flag = li[li['is_label_issue']] if 'is_label_issue' in li else li
         col = next((c for c in ('given_label', 'given', 'label', 'target') if c in flag), None)
         return dict(n_flagged=len(flag), by_given_label=flag[col].astype(str).value_counts().to_dict() if col else {})
-    raise TypeError(f'label_issues is a {type(li).__name__}; pass a dict summary or a DataFrame with one row per flagged sample.')
+    raise TypeError(f'label_issues is a {type(li).__name__}; pass a LabelIssues, a dict summary or a DataFrame with one row per flagged sample.')
 
 def _provenance(ds:ImageDataset, name, source)->dict:
     from cvkit.core import lineage
@@ -190,7 +191,7 @@ def datasheet(ds:ImageDataset,              # the dataset to describe
               min_count:int=10,             # slice x class cells below this are listed as gaps
               notes=None,                   # a YAML file of free-text answers, or a dict; None: `datasheet.yaml` in `ds.root`
               duplicates=None,              # a `DuplicateScan` to summarise
-              label_issues=None,            # label-issue results: a dict summary, or a table of flagged samples
+              label_issues=None,            # label-issue results: `label_issues()`'s result, a dict summary, or a table of flagged samples
               max_images:int|None=None,     # measure image properties on a seeded sample of this many (None: all)
               seed:int=0                    # which sample
              )->Datasheet:
