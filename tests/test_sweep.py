@@ -209,3 +209,64 @@ def test_config_file_and_cli_override(tmp_path):
     (tmp_path/'bad.yaml').write_text(f"notebook: {nb}\ngird: {{x: [1]}}\n")
     r = cli('sweep', '--config', tmp_path/'bad.yaml')
     assert r.returncode != 0 and "unknown keys ['gird']" in r.stderr
+
+def _free_port():
+    import socket
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+def _stop_all(procs):
+    "Stop every process started (and all their descendants, found before the first kill), even when the test failed."
+    import psutil
+    tree = []
+    for p in procs:
+        try: q = psutil.Process(p.pid); tree += [q] + q.children(recursive=True)
+        except psutil.NoSuchProcess: pass
+    for p in procs:
+        try: os.killpg(p.pid, signal.SIGTERM)
+        except ProcessLookupError: pass
+    _, alive = psutil.wait_procs(tree, timeout=5)
+    for q in alive:
+        try: q.kill()
+        except psutil.NoSuchProcess: pass
+    psutil.wait_procs(alive, timeout=5)
+    for p in procs: p.wait(timeout=5)
+
+def test_sweep_on_a_dask_scheduler_and_two_worker_processes(tmp_path):
+    """A real `dask scheduler` and two `dask worker` processes on localhost (no LocalCluster): the runs execute in the
+    workers' processes (each run records the pid of the process that ran it and of its parent, the Dask worker)."""
+    distributed = pytest.importorskip('distributed')
+    import psutil
+    dask = Path(sys.executable).parent/'dask'
+    if not dask.exists():
+        msg = f'the dask command is not installed next to {sys.executable}'
+        if os.environ.get('CI'): pytest.fail(msg)
+        pytest.skip(msg)
+    nb = study(tmp_path/'s.ipynb', body="import os\nlog_params(kernel_pid=os.getpid(), kernel_ppid=os.getppid())")
+    port, procs = _free_port(), []
+    common = dict(cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    addr = f'tcp://127.0.0.1:{port}'
+    try:
+        procs.append(subprocess.Popen([dask, 'scheduler', '--host', '127.0.0.1', '--port', str(port), '--no-dashboard'], **common))
+        for i in range(2):
+            procs.append(subprocess.Popen([dask, 'worker', addr, '--nworkers', '1', '--nthreads', '1', '--no-dashboard', '--host', '127.0.0.1',
+                                           '--name', f'w{i}', '--local-directory', str(tmp_path/f'w{i}')], **common))
+        with distributed.Client(addr, timeout=60) as client:
+            client.wait_for_workers(2, timeout=60)
+            workers = set(client.run(os.getpid).values())               # the Dask worker processes' ids
+        assert len(workers) == 2
+        # each worker process descends from one of the two `dask worker` commands started here (the nanny is their parent)
+        assert {next(p.pid for p in procs[1:] if p.pid in [a.pid for a in psutil.Process(w).parents()]) for w in workers} == {p.pid for p in procs[1:]}
+        s = Sweep(nb, grid=dict(x=[1.0, 2.0]), seeds=[0, 1], root=tmp_path, name='dask', scheduler=addr, progress=False, timeout=120).run()
+        assert s.runs['status'].tolist() == ['completed'] * 4
+        st = [read_status(tmp_path/'dask'/r) for r in s.runs['run_id']]
+        assert {x['ppid'] for x in st} == workers                 # every run's runner was a child of a Dask worker, and both served
+        assert {x['pid'] for x in st}.isdisjoint(workers | {os.getpid()}) and all(x['host'] == os.uname().nodename for x in st)
+        for r, x in zip(s.runs['run_id'], st):
+            p = RunDir(tmp_path/'dask'/r).params()
+            assert p['kernel_ppid'] == x['pid']                   # the notebook's kernel was started by that runner
+        for x in (1.0, 2.0):
+            for seed in (0, 1):
+                assert SweepDir(tmp_path/'dask').run(dict(x=x, seed=seed)).metrics()['score'] == pytest.approx(expected(x, seed))
+    finally:
+        _stop_all(procs)
+    assert not [p for p in procs if p.poll() is None]

@@ -217,6 +217,7 @@ class Sweep:
                  root:str|Path='runs',        # parent of the sweep folder
                  workers:int=1,               # runs at a time (local: at most the machine's cores)
                  executor:str='local',        # 'local' or 'dask://HOST:PORT'
+                 scheduler:str|None=None,     # a running Dask scheduler, 'tcp://HOST:PORT' (the same as executor='dask://HOST:PORT')
                  timeout:float|None=None,     # seconds per run before it is killed
                  resume:bool=False,           # continue an existing sweep folder: run only what is not completed
                  wandb:str|None=None,         # mirror each run to wandb: 'offline' (no network) or 'online'
@@ -230,8 +231,10 @@ class Sweep:
         self.runs = plan_runs(grid, random, seeds, params, seed_param, sample_seed)
         if not self.runs: raise SweepError('the sweep has no runs.')
         for p in self.runs: check_params(self.nb_params, p, source=f' (in the sweep over {self.notebook.name})')
+        if scheduler: executor = 'dask://' + re.sub(r'^(tcp|dask)://', '', str(scheduler))
+        elif executor.startswith('tcp://'): executor = 'dask://' + executor.removeprefix('tcp://')
         if executor != 'local' and not executor.startswith('dask://'):
-            raise SweepError(f"executor must be 'local' or 'dask://HOST:PORT', got {executor!r}.")
+            raise SweepError(f"executor must be 'local' or 'dask://HOST:PORT' (or scheduler='tcp://HOST:PORT'), got {executor!r}.")
         cores = os.cpu_count() or 1
         if workers < 1 or (executor == 'local' and workers > cores):
             raise SweepError(f'workers={workers}: the local executor runs at most one run per core (this machine has {cores}); '
