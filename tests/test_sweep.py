@@ -53,6 +53,37 @@ def test_timeout_kills_a_hung_run(tmp_path):
     assert st['status'] == 'timeout' and '20 s timeout' in st['error']['message']
     assert read_status(tmp_path/'t'/run_id(dict(x=1.0)))['status'] == 'completed'
 
+def test_warm_runner_one_process_fresh_kernel_per_run(tmp_path):
+    """A warm runner serves every run of a 1-worker sweep from one process, yet each run gets a fresh kernel (no state
+    carried over) started with its own environment; the results equal the cold runners'. Nothing is left running."""
+    body = ("import os, sys\nlog_params(kernel_pid=os.getpid(), run_dir=os.environ['CVKIT_RUN_DIR'], progress=os.environ['CVKIT_PROGRESS'],"
+            " omp=os.environ.get('OMP_NUM_THREADS'), leaked=hasattr(sys, '_cvkit_state'))\nsys._cvkit_state = x")
+    nb = study(tmp_path/'s.ipynb', body=body)
+    out = {}
+    for warm in (True, False):
+        name = 'warm' if warm else 'cold'
+        Sweep(nb, grid=dict(x=[1.0, 2.0, 3.0]), root=tmp_path, name=name, progress=False, warm=warm).run(summary=False)
+        rds = [SweepDir(tmp_path/name).run(dict(x=x)) for x in (1.0, 2.0, 3.0)]
+        st, ps = [r.status() for r in rds], [r.params() for r in rds]
+        assert [x['status'] for x in st] == ['completed'] * 3
+        assert [p['run_dir'] for p in ps] == [str(r.path.resolve()) for r in rds]            # each kernel: its own run's environment
+        assert {p['progress'] for p in ps} == {'text'} and {p['omp'] for p in ps} == {str(os.cpu_count() or 1)}
+        assert not any(p['leaked'] for p in ps) and len({p['kernel_pid'] for p in ps}) == 3  # a fresh kernel per run
+        assert {p['kernel_pid'] for p in ps}.isdisjoint({x['pid'] for x in st})
+        out[name] = ([r.metrics()['score'] for r in rds], {x['pid'] for x in st})
+    assert len(out['warm'][1]) == 1 and len(out['cold'][1]) == 3                          # one runner process, against one per run
+    assert out['warm'][0] == out['cold'][0] == [pytest.approx(expected(x, 0)) for x in (1.0, 2.0, 3.0)]
+    assert not _runners_of(tmp_path.resolve())
+
+def test_warm_timeout_kills_the_runner_and_later_runs_go_on(tmp_path):
+    # 1 worker: the hung run's runner also holds the next run's pre-started kernel; both die, a fresh runner takes over
+    nb = study(tmp_path/'s.ipynb', body="if x < 0: time.sleep(120)")
+    Sweep(nb, grid=dict(x=[-1.0, 1.0, 2.0]), root=tmp_path, name='t', timeout=15, progress=False).run(summary=False)
+    st = {x: read_status(tmp_path/'t'/run_id(dict(x=x))) for x in (-1.0, 1.0, 2.0)}
+    assert st[-1.0]['status'] == 'timeout' and [st[x]['status'] for x in (1.0, 2.0)] == ['completed'] * 2
+    assert st[1.0]['pid'] != st[-1.0]['pid'] and st[1.0]['pid'] == st[2.0]['pid']          # a fresh runner after the kill serves the rest
+    assert not _runners_of(tmp_path.resolve())
+
 def test_unknown_parameter_lists_valid_names(tmp_path):
     nb = study(tmp_path/'s.ipynb')
     r = cli('sweep', nb, '-p', 'xx=1,2', '--root', tmp_path, '--name', 'u')
@@ -62,14 +93,19 @@ def test_unknown_parameter_lists_valid_names(tmp_path):
     with pytest.warns(UserWarning, match="'x': 'big' is a str"):
         Sweep(nb, grid=dict(x=['big']), root=tmp_path, progress=False)
 
-def _runners_of(sweep_dir):
+def _runners_of(sweep_dir, wait=10.0):
+    "Processes still alive that belong to a sweep: runners (the sweep folder in their command line) and kernels (CVKIT_RUN_DIR in it)."
     import psutil
-    out = []
-    for p in psutil.process_iter(['cmdline']):
-        try:
-            if any(str(sweep_dir) in a for a in (p.info['cmdline'] or [])): out.append(p)
-        except Exception: pass
-    return out
+    t0 = time.time()
+    while True:
+        out = []
+        for p in psutil.process_iter(['cmdline']):
+            try:
+                if any(str(sweep_dir) in a for a in (p.info['cmdline'] or [])) or str(sweep_dir) in p.environ().get('CVKIT_RUN_DIR', ''):
+                    out.append(p)
+            except Exception: pass
+        if not out or time.time() - t0 > wait: return out    # kernels notice a dead runner within a second or two (parent poller)
+        time.sleep(0.5)
 
 @pytest.mark.parametrize('sig', [signal.SIGKILL, signal.SIGINT])
 def test_killed_sweep_keeps_completed_runs_and_resumes(tmp_path, sig):
@@ -82,8 +118,7 @@ def test_killed_sweep_keeps_completed_runs_and_resumes(tmp_path, sig):
         time.sleep(0.2)
     p.send_signal(sig); p.communicate(timeout=60)
     if sig == signal.SIGINT: assert p.returncode == 130
-    time.sleep(1.5)
-    assert not _runners_of(d.resolve()), 'runners outlived the sweep'
+    assert not _runners_of(d.resolve()), 'runners or kernels outlived the sweep'
     done = {r: RunDir(d/r).metrics_json.read_bytes() for r, s in statuses(d).items() if s == 'completed'}
     assert 1 <= len(done) < 4, statuses(d)
     assert set(statuses(d).values()) <= {'completed', 'interrupted', 'missing'}   # nothing left looking 'running'
