@@ -78,7 +78,7 @@ def test_warm_runner_one_process_fresh_kernel_per_run(tmp_path):
 def test_warm_timeout_kills_the_runner_and_later_runs_go_on(tmp_path):
     # 1 worker: the hung run's runner also holds the next run's pre-started kernel; both die, a fresh runner takes over
     nb = study(tmp_path/'s.ipynb', body="if x < 0: time.sleep(120)")
-    Sweep(nb, grid=dict(x=[-1.0, 1.0, 2.0]), root=tmp_path, name='t', timeout=15, progress=False).run(summary=False)
+    Sweep(nb, grid=dict(x=[-1.0, 1.0, 2.0]), root=tmp_path, name='t', timeout=10, progress=False).run(summary=False)
     st = {x: read_status(tmp_path/'t'/run_id(dict(x=x))) for x in (-1.0, 1.0, 2.0)}
     assert st[-1.0]['status'] == 'timeout' and [st[x]['status'] for x in (1.0, 2.0)] == ['completed'] * 2
     assert st[1.0]['pid'] != st[-1.0]['pid'] and st[1.0]['pid'] == st[2.0]['pid']          # a fresh runner after the kill serves the rest

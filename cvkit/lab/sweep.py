@@ -143,7 +143,7 @@ def _execute_run(run_dir:str|Path,  # a prepared run folder
     rd = RunDir(run_dir); run_dir = rd.path; spec = rd.spec()
     logging.basicConfig(level=logging.INFO, format='%(message)s', stream=sys.stdout, force=True)
     t0 = time.perf_counter()
-    rd.write_status(status='running', started=now_utc('seconds'), pid=os.getpid(), ppid=os.getppid(), host=os.uname().nodename)
+    rd.write_status(status='running', started=now_utc('seconds'), t_start=time.time(), pid=os.getpid(), ppid=os.getppid(), host=os.uname().nodename)
     out, km = rd.notebook, None
     try:
         km = kernel() if callable(kernel) else kernel
@@ -180,6 +180,8 @@ def _kill_tree(pid:int):
     psutil.wait_procs(procs, timeout=10)
 
 # %% ../../nbs/lab/01_sweep.ipynb #ca90456f
+_GRACE = 60.0   # seconds a warm runner may take to reach a run (its own start, the previous run's wrap-up) outside the run's timeout
+
 def launch(run_dir:str|Path,            # a prepared run folder (holding `run.json`)
            timeout:float|None=None,     # seconds before the run is killed and recorded as `timeout`
            stop:threading.Event|None=None, # set to interrupt (the run is killed and recorded as `interrupted`)
@@ -196,10 +198,15 @@ def launch(run_dir:str|Path,            # a prepared run folder (holding `run.js
                                  env={**_run_env(rd, spec), 'CVKIT_RUNNER': '1'}, preexec_fn=_pdeathsig, cwd=spec['cwd'])
         else: p = runner.send(run_dir, queued, log)
         if on_start: on_start(p.pid)
-        end = None if timeout is None else t0 + timeout
+        end = None if timeout is None else t0 + timeout + (_GRACE if runner is not None else 0)
         kill = runner.kill if runner is not None else (lambda: _kill_tree(p.pid))
+        clock = runner is not None and timeout is not None
         while p.poll() is None:
-            if runner is not None and _finished(run_dir): break       # a warm runner stays up for the next run
+            if runner is not None:
+                st = rd.status()
+                if st.get('status') in ('completed', 'failed'): break          # a warm runner stays up for the next run
+                if clock and st.get('t_start'):                                # the run's own clock: from its start in the runner
+                    end, clock = st['t_start'] - time.time() + time.perf_counter() + timeout, False
             if ((stop is not None and stop.is_set()) or (end is not None and time.perf_counter() > end)) and _finished(run_dir):
                 try: p.wait(timeout=15)       # the outcome is recorded; the runner is only exiting
                 except subprocess.TimeoutExpired: kill()
@@ -336,11 +343,7 @@ class _Runner:
         chain = [str(Path(d).resolve()) for d in [run_dir, *queued]]
         cmds = [(chain[i], chain[i + 1] if i + 1 < len(chain) else None) for i in range(min(2, len(chain)))]
         for attempt in (0, 1):
-            if self.p is None or self.p.poll() is not None:
-                self.p = subprocess.Popen([sys.executable, '-m', 'cvkit.lab.sweep', '--serve', self.tag], stdin=subprocess.PIPE, stdout=log,
-                                          stderr=subprocess.STDOUT, text=True, preexec_fn=lambda: _pdeathsig(signal.SIGTERM),
-                                          env={**os.environ, 'CVKIT_RUNNER': '1', 'PYTHONUNBUFFERED': '1'})
-                self.sent = set()
+            if self.p is None or self.p.poll() is not None: self.start(log)
             try:
                 for run, nxt in cmds:
                     if run not in self.sent: self.p.stdin.write(json.dumps(dict(run=run, next=nxt)) + '\n'); self.sent.add(run)
@@ -348,6 +351,12 @@ class _Runner:
             except OSError:                          # it died as we wrote: start afresh once
                 if attempt: raise
                 self.kill()
+    def start(self, log=None):
+        "Start the runner process (it imports papermill, then waits for runs); `log`: where its output goes until the first run."
+        self.p = subprocess.Popen([sys.executable, '-m', 'cvkit.lab.sweep', '--serve', self.tag], stdin=subprocess.PIPE, stdout=log,
+                                  stderr=None if log is None else subprocess.STDOUT, text=True, preexec_fn=lambda: _pdeathsig(signal.SIGTERM),
+                                  env={**os.environ, 'CVKIT_RUNNER': '1', 'PYTHONUNBUFFERED': '1'})
+        self.sent = set(); return self
     def kill(self):
         "Kill the runner and its kernels (the executing run's, the pre-started and the exiting ones)."
         if self.p is not None: _kill_tree(self.p.pid); self.p.wait(); self.p = None
@@ -485,12 +494,12 @@ def _interrupted(run_dirs):
                             error=dict(type='Interrupted', message='the sweep was interrupted (Ctrl-C); resume to run it again'))
 
 @patch
-def _run_local(self:Sweep, todo, bar, counts):
+def _run_local(self:Sweep, todo, bar, counts, runners:list):
     import collections
     from concurrent.futures import ThreadPoolExecutor
     stop, lock, queue = threading.Event(), threading.Lock(), collections.deque(todo)
     def work():
-        runner, left = (_Runner(self.dir.resolve()) if self.warm else None), []
+        with lock: runner, left = (runners.pop() if runners else _Runner(self.dir.resolve())) if self.warm else None, []
         def run_one(d, queued):
             with lock: counts['running'] += 1
             st = launch(d, self.timeout, stop, runner=runner, queued=queued)
@@ -572,14 +581,22 @@ def _update(self:Sweep, bar, counts, st):
 @patch
 def run(self:Sweep, summary:bool=True):
     "Execute the runs that are not completed yet; write and return the sweep summary (`summarize`)."
-    todo = self._prepare()
-    n_done = len(self.runs) - len(todo)
-    if self.resume: print(f'{self.name}: {n_done} of {len(self.runs)} runs already completed; running {len(todo)}.', file=sys.stderr)
-    counts = dict(completed=n_done, failed=0, running=0, n_done=0)
-    bar = self._progress(len(self.runs), n_done)
+    local = self.executor == 'local'    # local warm runners start now: they import papermill while the run folders are prepared
+    runners = [_Runner(self.dir.resolve()).start() for _ in range(min(self.workers, len(self.runs)))] if self.warm and local else []
     try:
-        if todo: (self._run_local if self.executor == 'local' else self._run_dask)(todo, bar, counts)
+        todo = self._prepare()
+        n_done = len(self.runs) - len(todo)
+        if self.resume: print(f'{self.name}: {n_done} of {len(self.runs)} runs already completed; running {len(todo)}.', file=sys.stderr)
+        counts = dict(completed=n_done, failed=0, running=0, n_done=0)
+        bar = self._progress(len(self.runs), n_done)
+    except BaseException:
+        for r in runners: r.kill()
+        raise
+    try:
+        if todo and local: self._run_local(todo, bar, counts, runners)
+        elif todo: self._run_dask(todo, bar, counts)
     finally:
+        for r in runners: r.close()     # those no slot took
         bar.close()
         if summary and any(self.files.run(p).status().get('status') != 'missing' for p in self.runs):
             from cvkit.lab.summary import summarize
