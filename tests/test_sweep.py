@@ -53,6 +53,37 @@ def test_timeout_kills_a_hung_run(tmp_path):
     assert st['status'] == 'timeout' and '20 s timeout' in st['error']['message']
     assert read_status(tmp_path/'t'/run_id(dict(x=1.0)))['status'] == 'completed'
 
+def test_warm_runner_one_process_fresh_kernel_per_run(tmp_path):
+    """A warm runner serves every run of a 1-worker sweep from one process, yet each run gets a fresh kernel (no state
+    carried over) started with its own environment; the results equal the cold runners'. Nothing is left running."""
+    body = ("import os, sys\nlog_params(kernel_pid=os.getpid(), run_dir=os.environ['CVKIT_RUN_DIR'], progress=os.environ['CVKIT_PROGRESS'],"
+            " omp=os.environ.get('OMP_NUM_THREADS'), leaked=hasattr(sys, '_cvkit_state'))\nsys._cvkit_state = x")
+    nb = study(tmp_path/'s.ipynb', body=body)
+    out = {}
+    for warm in (True, False):
+        name = 'warm' if warm else 'cold'
+        Sweep(nb, grid=dict(x=[1.0, 2.0, 3.0]), root=tmp_path, name=name, progress=False, warm=warm).run(summary=False)
+        rds = [SweepDir(tmp_path/name).run(dict(x=x)) for x in (1.0, 2.0, 3.0)]
+        st, ps = [r.status() for r in rds], [r.params() for r in rds]
+        assert [x['status'] for x in st] == ['completed'] * 3
+        assert [p['run_dir'] for p in ps] == [str(r.path.resolve()) for r in rds]            # each kernel: its own run's environment
+        assert {p['progress'] for p in ps} == {'text'} and {p['omp'] for p in ps} == {str(os.cpu_count() or 1)}
+        assert not any(p['leaked'] for p in ps) and len({p['kernel_pid'] for p in ps}) == 3  # a fresh kernel per run
+        assert {p['kernel_pid'] for p in ps}.isdisjoint({x['pid'] for x in st})
+        out[name] = ([r.metrics()['score'] for r in rds], {x['pid'] for x in st})
+    assert len(out['warm'][1]) == 1 and len(out['cold'][1]) == 3                          # one runner process, against one per run
+    assert out['warm'][0] == out['cold'][0] == [pytest.approx(expected(x, 0)) for x in (1.0, 2.0, 3.0)]
+    assert not _runners_of(tmp_path.resolve())
+
+def test_warm_timeout_kills_the_runner_and_later_runs_go_on(tmp_path):
+    # 1 worker: the hung run's runner also holds the next run's pre-started kernel; both die, a fresh runner takes over
+    nb = study(tmp_path/'s.ipynb', body="if x < 0: time.sleep(120)")
+    Sweep(nb, grid=dict(x=[-1.0, 1.0, 2.0]), root=tmp_path, name='t', timeout=10, progress=False).run(summary=False)
+    st = {x: read_status(tmp_path/'t'/run_id(dict(x=x))) for x in (-1.0, 1.0, 2.0)}
+    assert st[-1.0]['status'] == 'timeout' and [st[x]['status'] for x in (1.0, 2.0)] == ['completed'] * 2
+    assert st[1.0]['pid'] != st[-1.0]['pid'] and st[1.0]['pid'] == st[2.0]['pid']          # a fresh runner after the kill serves the rest
+    assert not _runners_of(tmp_path.resolve())
+
 def test_unknown_parameter_lists_valid_names(tmp_path):
     nb = study(tmp_path/'s.ipynb')
     r = cli('sweep', nb, '-p', 'xx=1,2', '--root', tmp_path, '--name', 'u')
@@ -62,14 +93,19 @@ def test_unknown_parameter_lists_valid_names(tmp_path):
     with pytest.warns(UserWarning, match="'x': 'big' is a str"):
         Sweep(nb, grid=dict(x=['big']), root=tmp_path, progress=False)
 
-def _runners_of(sweep_dir):
+def _runners_of(sweep_dir, wait=10.0):
+    "Processes still alive that belong to a sweep: runners (the sweep folder in their command line) and kernels (CVKIT_RUN_DIR in it)."
     import psutil
-    out = []
-    for p in psutil.process_iter(['cmdline']):
-        try:
-            if any(str(sweep_dir) in a for a in (p.info['cmdline'] or [])): out.append(p)
-        except Exception: pass
-    return out
+    t0 = time.time()
+    while True:
+        out = []
+        for p in psutil.process_iter(['cmdline']):
+            try:
+                if any(str(sweep_dir) in a for a in (p.info['cmdline'] or [])) or str(sweep_dir) in p.environ().get('CVKIT_RUN_DIR', ''):
+                    out.append(p)
+            except Exception: pass
+        if not out or time.time() - t0 > wait: return out    # kernels notice a dead runner within a second or two (parent poller)
+        time.sleep(0.5)
 
 @pytest.mark.parametrize('sig', [signal.SIGKILL, signal.SIGINT])
 def test_killed_sweep_keeps_completed_runs_and_resumes(tmp_path, sig):
@@ -82,8 +118,7 @@ def test_killed_sweep_keeps_completed_runs_and_resumes(tmp_path, sig):
         time.sleep(0.2)
     p.send_signal(sig); p.communicate(timeout=60)
     if sig == signal.SIGINT: assert p.returncode == 130
-    time.sleep(1.5)
-    assert not _runners_of(d.resolve()), 'runners outlived the sweep'
+    assert not _runners_of(d.resolve()), 'runners or kernels outlived the sweep'
     done = {r: RunDir(d/r).metrics_json.read_bytes() for r, s in statuses(d).items() if s == 'completed'}
     assert 1 <= len(done) < 4, statuses(d)
     assert set(statuses(d).values()) <= {'completed', 'interrupted', 'missing'}   # nothing left looking 'running'
@@ -209,3 +244,64 @@ def test_config_file_and_cli_override(tmp_path):
     (tmp_path/'bad.yaml').write_text(f"notebook: {nb}\ngird: {{x: [1]}}\n")
     r = cli('sweep', '--config', tmp_path/'bad.yaml')
     assert r.returncode != 0 and "unknown keys ['gird']" in r.stderr
+
+def _free_port():
+    import socket
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+def _stop_all(procs):
+    "Stop every process started (and all their descendants, found before the first kill), even when the test failed."
+    import psutil
+    tree = []
+    for p in procs:
+        try: q = psutil.Process(p.pid); tree += [q] + q.children(recursive=True)
+        except psutil.NoSuchProcess: pass
+    for p in procs:
+        try: os.killpg(p.pid, signal.SIGTERM)
+        except ProcessLookupError: pass
+    _, alive = psutil.wait_procs(tree, timeout=5)
+    for q in alive:
+        try: q.kill()
+        except psutil.NoSuchProcess: pass
+    psutil.wait_procs(alive, timeout=5)
+    for p in procs: p.wait(timeout=5)
+
+def test_sweep_on_a_dask_scheduler_and_two_worker_processes(tmp_path):
+    """A real `dask scheduler` and two `dask worker` processes on localhost (no LocalCluster): the runs execute in the
+    workers' processes (each run records the pid of the process that ran it and of its parent, the Dask worker)."""
+    distributed = pytest.importorskip('distributed')
+    import psutil
+    dask = Path(sys.executable).parent/'dask'
+    if not dask.exists():
+        msg = f'the dask command is not installed next to {sys.executable}'
+        if os.environ.get('CI'): pytest.fail(msg)
+        pytest.skip(msg)
+    nb = study(tmp_path/'s.ipynb', body="import os\nlog_params(kernel_pid=os.getpid(), kernel_ppid=os.getppid())")
+    port, procs = _free_port(), []
+    common = dict(cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    addr = f'tcp://127.0.0.1:{port}'
+    try:
+        procs.append(subprocess.Popen([dask, 'scheduler', '--host', '127.0.0.1', '--port', str(port), '--no-dashboard'], **common))
+        for i in range(2):
+            procs.append(subprocess.Popen([dask, 'worker', addr, '--nworkers', '1', '--nthreads', '1', '--no-dashboard', '--host', '127.0.0.1',
+                                           '--name', f'w{i}', '--local-directory', str(tmp_path/f'w{i}')], **common))
+        with distributed.Client(addr, timeout=60) as client:
+            client.wait_for_workers(2, timeout=60)
+            workers = set(client.run(os.getpid).values())               # the Dask worker processes' ids
+        assert len(workers) == 2
+        # each worker process descends from one of the two `dask worker` commands started here (the nanny is their parent)
+        assert {next(p.pid for p in procs[1:] if p.pid in [a.pid for a in psutil.Process(w).parents()]) for w in workers} == {p.pid for p in procs[1:]}
+        s = Sweep(nb, grid=dict(x=[1.0, 2.0]), seeds=[0, 1], root=tmp_path, name='dask', scheduler=addr, progress=False, timeout=120).run()
+        assert s.runs['status'].tolist() == ['completed'] * 4
+        st = [read_status(tmp_path/'dask'/r) for r in s.runs['run_id']]
+        assert {x['ppid'] for x in st} == workers                 # every run's runner was a child of a Dask worker, and both served
+        assert {x['pid'] for x in st}.isdisjoint(workers | {os.getpid()}) and all(x['host'] == os.uname().nodename for x in st)
+        for r, x in zip(s.runs['run_id'], st):
+            p = RunDir(tmp_path/'dask'/r).params()
+            assert p['kernel_ppid'] == x['pid']                   # the notebook's kernel was started by that runner
+        for x in (1.0, 2.0):
+            for seed in (0, 1):
+                assert SweepDir(tmp_path/'dask').run(dict(x=x, seed=seed)).metrics()['score'] == pytest.approx(expected(x, seed))
+    finally:
+        _stop_all(procs)
+    assert not [p for p in procs if p.poll() is None]

@@ -107,7 +107,7 @@ def plan_runs(grid:dict|None=None,      # name -> list of values: every combinat
             if (rid := run_id(p)) not in seen: seen.add(rid); out.append(p)
     return out
 
-# %% ../../nbs/lab/01_sweep.ipynb #d5d2562c
+# %% ../../nbs/lab/01_sweep.ipynb #5cbc0c0d
 _DONE = ('completed',)
 
 
@@ -118,41 +118,58 @@ def _cell_seconds(nb_path:Path)->float:
         return float(sum((c.get('metadata', {}).get('papermill', {}).get('duration') or 0.0) for c in nb['cells']))
     except Exception: return float('nan')
 
-def _pdeathsig():
-    "In the child: die with SIGKILL when the parent dies (Linux), and lead a new process group."
+def _pdeathsig(sig:int=signal.SIGKILL):
+    "In the child: get `sig` when the parent dies (Linux; SIGKILL: die with it), and lead a new process group."
     os.setsid()
     try:
         import ctypes
-        ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+        ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, sig)   # PR_SET_PDEATHSIG
     except Exception: pass
 
-def _execute_run(run_dir:str|Path)->dict:
+def _run_env(rd:RunDir, spec:dict)->dict:
+    "The environment of a run's kernel: this process's, plain-text progress bars, the run's thread counts and its identity."
+    env = {**os.environ, 'CVKIT_PROGRESS': 'text', **spec.get('env', {}), 'CVKIT_RUN_DIR': str(rd.path.resolve()), 'CVKIT_RUN_ID': spec['run_id'],
+           'CVKIT_SWEEP': spec.get('sweep') or '', 'PYTHONUNBUFFERED': '1'}
+    env.pop('CVKIT_RUNNER', None)
+    if spec.get('wandb'): env['CVKIT_WANDB'] = spec['wandb']
+    return env
+
+def _execute_run(run_dir:str|Path,  # a prepared run folder
+                 kernel=None,       # None: papermill starts the kernel; else a started kernel manager, or a function that starts one
+                 reap=None,         # a warm runner's `reap(km, finish)`: ends the kernel and calls `finish` in the background
+                )->dict|None:
     "Runner body: execute the notebook of `run_dir/run.json` with papermill; record the outcome in `status.json`."
     import papermill as pm, logging
     rd = RunDir(run_dir); run_dir = rd.path; spec = rd.spec()
     logging.basicConfig(level=logging.INFO, format='%(message)s', stream=sys.stdout, force=True)
     t0 = time.perf_counter()
-    rd.write_status(status='running', started=now_utc('seconds'), pid=os.getpid(), ppid=os.getppid(), host=os.uname().nodename)
-    out = rd.notebook
+    rd.write_status(status='running', started=now_utc('seconds'), t_start=time.time(), pid=os.getpid(), ppid=os.getppid(), host=os.uname().nodename)
+    out, km = rd.notebook, None
     try:
+        km = kernel() if callable(kernel) else kernel
         pm.execute_notebook(spec['notebook'], str(out), parameters=spec['params'], kernel_name=spec.get('kernel') or None,
-                            cwd=spec['cwd'], log_output=True, progress_bar=False, stdout_file=sys.stdout, stderr_file=sys.stderr)
+                            cwd=spec['cwd'], log_output=True, progress_bar=False, stdout_file=sys.stdout, stderr_file=sys.stderr,
+                            **({} if km is None else dict(km=km)))
         status, err = 'completed', None
     except pm.PapermillExecutionError as e:
         status, err = 'failed', dict(type=e.ename, message=str(e.evalue), cell=e.exec_count, traceback=[_strip_ansi(l) for l in e.traceback][-20:])
     except Exception as e:
         status, err = 'failed', dict(type=type(e).__name__, message=str(e), cell=None, traceback=traceback.format_exc().splitlines()[-20:])
-    fp = rd.params().get('data_fingerprint')       # the notebook may have logged the data fingerprint
-    if fp and rd.lineage_json.exists(): save_json({**rd.lineage(), 'dataset': fp}, rd.lineage_json)
-    return rd.write_status(status=status, error=err, finished=now_utc('seconds'), runner_s=time.perf_counter() - t0,
-                         compute_s=_cell_seconds(out))
+    def finish():                                  # once the kernel has exited (its exit hooks, such as wandb's, have run)
+        fp = rd.params().get('data_fingerprint')   # the notebook may have logged the data fingerprint
+        if fp and rd.lineage_json.exists(): save_json({**rd.lineage(), 'dataset': fp}, rd.lineage_json)
+        return rd.write_status(status=status, error=err, finished=now_utc('seconds'), runner_s=time.perf_counter() - t0,
+                               compute_s=_cell_seconds(out))
+    if km is not None and reap is not None: return reap(km, finish)
+    if km is not None: _stop_kernel(km)            # a kernel handed to papermill is ours to end
+    return finish()
 
 def _finished(run_dir:Path)->bool: return read_status(run_dir).get('status') in ('completed', 'failed')
 
 def _strip_ansi(s:str)->str: return re.sub(r'\x1b\[[0-9;]*m', '', s)
 
 def _kill_tree(pid:int):
-    "Kill a process and all its descendants (the kernel papermill started included)."
+    "Kill a process and all its descendants (the kernels it started included)."
     import psutil
     try: p = psutil.Process(pid)
     except psutil.NoSuchProcess: return
@@ -162,44 +179,192 @@ def _kill_tree(pid:int):
         except psutil.NoSuchProcess: pass
     psutil.wait_procs(procs, timeout=10)
 
+# %% ../../nbs/lab/01_sweep.ipynb #ca90456f
+_GRACE = 60.0   # seconds a warm runner may take to reach a run (its own start, the previous run's wrap-up) outside the run's timeout
+
 def launch(run_dir:str|Path,            # a prepared run folder (holding `run.json`)
            timeout:float|None=None,     # seconds before the run is killed and recorded as `timeout`
            stop:threading.Event|None=None, # set to interrupt (the run is killed and recorded as `interrupted`)
            on_start=None,               # called with the runner's pid
+           runner:_Runner|None=None,    # a warm runner to execute it (None: a fresh runner process for this run alone)
+           queued:list=(),              # the runs this warm runner executes after it, in order (their kernels start early)
           )->dict:
     "Run one prepared run in a runner process and wait for it; returns its final status (also in `status.json`)."
     rd = RunDir(run_dir); run_dir = rd.path; spec = rd.spec()
-    env = {**os.environ, 'CVKIT_PROGRESS': 'text', **spec.get('env', {}), 'CVKIT_RUN_DIR': str(run_dir.resolve()), 'CVKIT_RUN_ID': spec['run_id'],
-           'CVKIT_SWEEP': spec.get('sweep') or '', 'PYTHONUNBUFFERED': '1', 'CVKIT_RUNNER': '1'}
-    if spec.get('wandb'): env['CVKIT_WANDB'] = spec['wandb']
     t0 = time.perf_counter()
     with open(rd.log_txt, 'ab') as log:
-        p = subprocess.Popen([sys.executable, '-m', 'cvkit.lab.sweep', str(run_dir.resolve())], stdout=log, stderr=subprocess.STDOUT,
-                             env=env, preexec_fn=_pdeathsig, cwd=spec['cwd'])
+        if runner is None:
+            p = subprocess.Popen([sys.executable, '-m', 'cvkit.lab.sweep', str(run_dir.resolve())], stdout=log, stderr=subprocess.STDOUT,
+                                 env={**_run_env(rd, spec), 'CVKIT_RUNNER': '1'}, preexec_fn=_pdeathsig, cwd=spec['cwd'])
+        else: p = runner.send(run_dir, queued, log)
         if on_start: on_start(p.pid)
-        end = None if timeout is None else t0 + timeout
+        end = None if timeout is None else t0 + timeout + (_GRACE if runner is not None else 0)
+        kill = runner.kill if runner is not None else (lambda: _kill_tree(p.pid))
+        clock = runner is not None and timeout is not None
         while p.poll() is None:
+            if runner is not None:
+                st = rd.status()
+                if st.get('status') in ('completed', 'failed'): break          # a warm runner stays up for the next run
+                if clock and st.get('t_start'):                                # the run's own clock: from its start in the runner
+                    end, clock = st['t_start'] - time.time() + time.perf_counter() + timeout, False
             if ((stop is not None and stop.is_set()) or (end is not None and time.perf_counter() > end)) and _finished(run_dir):
                 try: p.wait(timeout=15)       # the outcome is recorded; the runner is only exiting
-                except subprocess.TimeoutExpired: _kill_tree(p.pid)
+                except subprocess.TimeoutExpired: kill()
                 break
             if stop is not None and stop.is_set():
-                _kill_tree(p.pid); return rd.write_status(status='interrupted', finished=now_utc('seconds'), wall_s=time.perf_counter() - t0,
-                                                        error=dict(type='Interrupted', message='the sweep was interrupted (Ctrl-C); resume to run it again'))
+                kill(); return rd.write_status(status='interrupted', finished=now_utc('seconds'), wall_s=time.perf_counter() - t0,
+                                               error=dict(type='Interrupted', message='the sweep was interrupted (Ctrl-C); resume to run it again'))
             if end is not None and time.perf_counter() > end:
-                _kill_tree(p.pid)
+                kill()
                 return rd.write_status(status='timeout', finished=now_utc('seconds'), wall_s=time.perf_counter() - t0,
                                      error=dict(type='Timeout', message=f'the run exceeded its {timeout:g} s timeout and was killed; '
                                                 f'see notebook.ipynb for how far it got, or raise --timeout'))
-            time.sleep(0.05)
+            time.sleep(0.02)
     st = read_status(run_dir)
     if st.get('status') not in ('completed', 'failed'):
+        if runner is not None: runner.kill()
         st = rd.write_status(status='failed', finished=now_utc('seconds'), error=dict(type='RunnerDied', message=f'the runner exited with code {p.returncode} '
                            f'before recording an outcome; see {rd.log_txt}'))
-    return rd.write_status(wall_s=time.perf_counter() - t0)
+    return rd.write_status(wall_s=st.get('runner_s') if runner is not None and st.get('runner_s') else time.perf_counter() - t0)
 
-if __name__ == '__main__' and os.environ.pop('CVKIT_RUNNER', None) == '1':   # `python -m cvkit.lab.sweep RUN_DIR`, started by `launch`
-    st = _execute_run(sys.argv[1]); sys.exit(0 if st['status'] == 'completed' else 1)
+# %% ../../nbs/lab/01_sweep.ipynb #233197c1
+_KERNELS = {}   # notebook path -> kernel name from its metadata
+
+def _kernel_name(spec:dict)->str:
+    "The run's kernel: the sweep's `kernel`, else the notebook's kernelspec (papermill's rule), else python3."
+    if spec.get('kernel'): return spec['kernel']
+    nb = spec['notebook']
+    if nb not in _KERNELS:
+        try: _KERNELS[nb] = json.loads(Path(nb).read_text(encoding='utf-8'))['metadata']['kernelspec']['name']
+        except Exception: _KERNELS[nb] = 'python3'
+    return _KERNELS[nb]
+
+_KM = None
+def _kernel_manager_class():
+    "An `AsyncKernelManager` that keeps the clients it makes (nbclient's, for one), so that the runner closes them with the kernel."
+    global _KM
+    if _KM is None:
+        from jupyter_client.manager import AsyncKernelManager
+        class _KM(AsyncKernelManager):
+            def client(self, **kw):
+                kc = super().client(**kw); self.__dict__.setdefault('_cvkit_clients', []).append(kc); return kc
+    return _KM
+
+def _start_kernel(run_dir:str|Path):
+    "Start the kernel of a prepared run (its environment, working folder and log) without waiting for it to be ready."
+    from jupyter_core.utils import run_sync
+    rd = RunDir(run_dir); spec = rd.spec()
+    km = _kernel_manager_class()(kernel_name=_kernel_name(spec))
+    with open(rd.log_txt, 'ab') as log:
+        run_sync(km.start_kernel)(env=_run_env(rd, spec), cwd=spec['cwd'], stdout=log, stderr=log)
+    return km
+
+def _stop_kernel(km, now:bool=False):
+    "Shut a kernel down (gracefully unless `now`; at once if it already exited) and release its clients, ports and files."
+    from jupyter_core.utils import run_sync
+    for kc in km.__dict__.pop('_cvkit_clients', []):
+        try: kc.stop_channels()
+        except Exception: pass
+    try: run_sync(km.shutdown_kernel)(now=now)
+    except Exception: traceback.print_exc()
+
+def _to_log(run_dir:str|Path):
+    "Send this process's stdout and stderr (file descriptors included) to the run's `log.txt`."
+    sys.stdout.flush(); sys.stderr.flush()
+    with open(RunDir(run_dir).log_txt, 'ab') as log:
+        os.dup2(log.fileno(), 1); os.dup2(log.fileno(), 2)
+
+# %% ../../nbs/lab/01_sweep.ipynb #0cea7c77
+def _reaper(reaping:list, run:str):
+    "`reap(km, finish)` for `_execute_run`: ask the kernel to exit, then wait for it and record the outcome in a background thread."
+    from jupyter_core.utils import run_sync
+    def reap(km, finish):
+        km.__dict__['_cvkit_run'] = run
+        try: run_sync(km.request_shutdown)()
+        except Exception: traceback.print_exc()
+        def wait():
+            p = getattr(km.provisioner, 'process', None)
+            try:
+                if p is not None: p.wait(timeout=10)
+            except subprocess.TimeoutExpired: p.kill(); p.wait()
+            finally: finish()
+        t = threading.Thread(target=wait, daemon=True); t.start(); reaping.append((km, t))
+    return reap
+
+def _orphaned(now:dict, ahead:dict, reaping:list):
+    "A warm runner whose sweep died (SIGTERM from `PR_SET_PDEATHSIG`): kill every kernel, record unfinished runs as interrupted, exit."
+    for km in [now.get('km'), *ahead.values(), *(k for k, _ in reaping)]:
+        p = getattr(getattr(km, 'provisioner', None), 'process', None)
+        if p is not None:
+            try: os.killpg(p.pid, signal.SIGKILL)     # a kernel leads its own process group
+            except OSError: pass
+    for r in {r for r in [now.get('run'), *(k.__dict__.get('_cvkit_run') for k, _ in reaping)] if r}:
+        if (rd := RunDir(r)).status().get('status') == 'running':
+            rd.write_status(status='interrupted', finished=now_utc('seconds'),
+                            error=dict(type='Interrupted', message='the sweep was killed; resume to run this run again'))
+    os._exit(1)
+
+def _serve():
+    "Warm runner body: import papermill once; for each `{run, next}` line on stdin, start `next`'s kernel, then execute `run`."
+    import papermill                                  # once per runner, not once per run
+    from jupyter_core.utils import run_sync
+    ahead, reaping, now = {}, [], {}                  # run folder -> pre-started kernel; kernels exiting; the executing run
+    signal.signal(signal.SIGTERM, lambda *_: _orphaned(now, ahead, reaping))   # our parent (the sweep) died
+    def tidy(wait=False):
+        for km, t in list(reaping):
+            if wait: t.join()
+            if not t.is_alive(): reaping.remove((km, t)); _stop_kernel(km, now=True)   # exited: release its clients and files
+    for line in sys.stdin:
+        cmd = json.loads(line); run, nxt = cmd['run'], cmd.get('next')
+        tidy(); _to_log(run); now.update(run=run, km=None)
+        km = ahead.pop(run, None)
+        if km is not None and not run_sync(km.is_alive)(): _stop_kernel(km, now=True); km = None   # died while waiting
+        if km is None:
+            try: km = _start_kernel(run)
+            except Exception: km = None              # _execute_run tries again and records the error
+        now['km'] = km
+        if nxt and nxt not in ahead:
+            try: ahead[nxt] = _start_kernel(nxt)      # boots while this run computes
+            except Exception: traceback.print_exc()   # the next run starts its own
+        _execute_run(run, kernel=km if km is not None else (lambda: _start_kernel(run)), reap=_reaper(reaping, run))
+    tidy(wait=True)
+    for km in ahead.values(): _stop_kernel(km, now=True)
+
+if __name__ == '__main__' and os.environ.pop('CVKIT_RUNNER', None) == '1':   # started by `launch`
+    if sys.argv[1] == '--serve': _serve()                                     # `python -m cvkit.lab.sweep --serve SWEEP_DIR`: a warm runner
+    else: st = _execute_run(sys.argv[1]); sys.exit(0 if st['status'] == 'completed' else 1)   # `python -m cvkit.lab.sweep RUN_DIR`
+
+# %% ../../nbs/lab/01_sweep.ipynb #37e4bd73
+class _Runner:
+    "The sweep side of a warm runner: started on first use (and again after a kill), sent runs in order, killed with its kernels."
+    def __init__(self, tag:str): self.tag, self.p, self.sent = str(tag), None, set()   # tag: in the runner's command line (the sweep folder)
+    def send(self, run_dir, queued:list, log)->subprocess.Popen:
+        "Make sure the runner has `run_dir` and the first of `queued` (each with the run after it); returns the runner process."
+        chain = [str(Path(d).resolve()) for d in [run_dir, *queued]]
+        cmds = [(chain[i], chain[i + 1] if i + 1 < len(chain) else None) for i in range(min(2, len(chain)))]
+        for attempt in (0, 1):
+            if self.p is None or self.p.poll() is not None: self.start(log)
+            try:
+                for run, nxt in cmds:
+                    if run not in self.sent: self.p.stdin.write(json.dumps(dict(run=run, next=nxt)) + '\n'); self.sent.add(run)
+                self.p.stdin.flush(); return self.p
+            except OSError:                          # it died as we wrote: start afresh once
+                if attempt: raise
+                self.kill()
+    def start(self, log=None):
+        "Start the runner process (it imports papermill, then waits for runs); `log`: where its output goes until the first run."
+        self.p = subprocess.Popen([sys.executable, '-m', 'cvkit.lab.sweep', '--serve', self.tag], stdin=subprocess.PIPE, stdout=log,
+                                  stderr=None if log is None else subprocess.STDOUT, text=True, preexec_fn=lambda: _pdeathsig(signal.SIGTERM),
+                                  env={**os.environ, 'CVKIT_RUNNER': '1', 'PYTHONUNBUFFERED': '1'})
+        self.sent = set(); return self
+    def kill(self):
+        "Kill the runner and its kernels (the executing run's, the pre-started and the exiting ones)."
+        if self.p is not None: _kill_tree(self.p.pid); self.p.wait(); self.p = None
+    def close(self, timeout:float=30):
+        "Let the runner finish what it was sent and exit (end of input); kill it if it does not."
+        if self.p is None: return
+        try: self.p.stdin.close(); self.p.wait(timeout=timeout); self.p = None
+        except Exception: self.kill()
 
 # %% ../../nbs/lab/01_sweep.ipynb #604049a7
 def _threads(workers:int, executor:str)->int|None:
@@ -217,6 +382,7 @@ class Sweep:
                  root:str|Path='runs',        # parent of the sweep folder
                  workers:int=1,               # runs at a time (local: at most the machine's cores)
                  executor:str='local',        # 'local' or 'dask://HOST:PORT'
+                 scheduler:str|None=None,     # a running Dask scheduler, 'tcp://HOST:PORT' (the same as executor='dask://HOST:PORT')
                  timeout:float|None=None,     # seconds per run before it is killed
                  resume:bool=False,           # continue an existing sweep folder: run only what is not completed
                  wandb:str|None=None,         # mirror each run to wandb: 'offline' (no network) or 'online'
@@ -224,19 +390,22 @@ class Sweep:
                  sample_seed:int=0,           # seed of the `random` draw
                  kernel:str|None=None,        # Jupyter kernel (default: the notebook's)
                  progress:bool=True,          # show a progress bar
+                 warm:bool=True,              # warm runners: papermill imported once per worker, each next run's kernel started early
                 ):
         self.notebook = Path(notebook).resolve()
         self.nb_params = notebook_params(self.notebook)
         self.runs = plan_runs(grid, random, seeds, params, seed_param, sample_seed)
         if not self.runs: raise SweepError('the sweep has no runs.')
         for p in self.runs: check_params(self.nb_params, p, source=f' (in the sweep over {self.notebook.name})')
+        if scheduler: executor = 'dask://' + re.sub(r'^(tcp|dask)://', '', str(scheduler))
+        elif executor.startswith('tcp://'): executor = 'dask://' + executor.removeprefix('tcp://')
         if executor != 'local' and not executor.startswith('dask://'):
-            raise SweepError(f"executor must be 'local' or 'dask://HOST:PORT', got {executor!r}.")
+            raise SweepError(f"executor must be 'local' or 'dask://HOST:PORT' (or scheduler='tcp://HOST:PORT'), got {executor!r}.")
         cores = os.cpu_count() or 1
         if workers < 1 or (executor == 'local' and workers > cores):
             raise SweepError(f'workers={workers}: the local executor runs at most one run per core (this machine has {cores}); '
                              f'use a Dask cluster for more.')
-        self.workers, self.executor, self.timeout, self.wandb, self.kernel, self.progress = workers, executor, timeout, wandb, kernel, progress
+        self.workers, self.executor, self.timeout, self.wandb, self.kernel, self.progress, self.warm = workers, executor, timeout, wandb, kernel, progress, warm
         self.grid, self.seeds, self.fixed, self.seed_param = grid or {}, seeds, params or {}, seed_param
         self.name = name or f"{self.notebook.stem}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
         self.files = SweepDir(Path(root)/self.name); self.dir = self.files.path
@@ -296,46 +465,113 @@ def _prepare(self:Sweep)->list[Path]:
         todo.append(d)
     return todo
 
-# %% ../../nbs/lab/01_sweep.ipynb #654db182
+# %% ../../nbs/lab/01_sweep.ipynb #6b57faa6
 @patch
 def _progress(self:Sweep, total:int, done0:int):
     from tqdm.auto import tqdm
     return tqdm(total=total, initial=done0, desc=self.name, unit='run', disable=not self.progress, dynamic_ncols=True)
 
+def _slot(todo, lock, run_one, window:int, stop:threading.Event, share:dict)->list:
+    "A worker slot: take runs off the shared queue in order, holding up to `window` (a warm runner's queue); returns those left undone."
+    import collections
+    claimed = collections.deque()
+    while not stop.is_set():
+        with lock:      # hold no more than a fair share of what is left, so that every slot stays busy to the end
+            while todo and (not claimed or len(claimed) < min(window, math.ceil((len(todo) + share['held']) / share['slots']))):
+                claimed.append(todo.popleft()); share['held'] += 1
+        if not claimed: break
+        try: run_one(claimed[0], list(claimed)[1:])
+        finally:
+            with lock: claimed.popleft(); share['held'] -= 1
+    return list(claimed)
+
+def _interrupted(run_dirs):
+    "Record as interrupted the claimed runs that a killed warm runner had started."
+    for d in run_dirs:
+        rd = RunDir(d)
+        if rd.status().get('status') == 'running':
+            rd.write_status(status='interrupted', finished=now_utc('seconds'),
+                            error=dict(type='Interrupted', message='the sweep was interrupted (Ctrl-C); resume to run it again'))
+
 @patch
-def _run_local(self:Sweep, todo, bar, counts):
-    from concurrent.futures import ThreadPoolExecutor, as_completed
-    stop, lock = threading.Event(), threading.Lock()
-    def started(pid):
-        with lock: counts['running'] += 1
-    ex = ThreadPoolExecutor(self.workers)
-    futs = {ex.submit(launch, d, self.timeout, stop, started): d for d in todo}
+def _run_local(self:Sweep, todo, bar, counts, runners:list):
+    import collections
+    from concurrent.futures import ThreadPoolExecutor
+    stop, lock, queue = threading.Event(), threading.Lock(), collections.deque(todo)
+    def work():
+        with lock: runner, left = (runners.pop() if runners else _Runner(self.dir.resolve())) if self.warm else None, []
+        def run_one(d, queued):
+            with lock: counts['running'] += 1
+            st = launch(d, self.timeout, stop, runner=runner, queued=queued)
+            with lock: counts['running'] -= 1; self._update(bar, counts, st)
+        try: left = _slot(queue, lock, run_one, 3 if self.warm else 1, stop, share)
+        finally:
+            if runner is not None:
+                if stop.is_set(): runner.kill(); _interrupted(left)
+                else: runner.close()
+    share = dict(slots=min(self.workers, len(todo)), held=0)
+    ex = ThreadPoolExecutor(share['slots'])
+    futs = [ex.submit(work) for _ in range(share['slots'])]
     try:
-        for f in as_completed(futs):
-            st = f.result()
-            with lock: counts['running'] -= 1
-            self._update(bar, counts, st)
+        for f in futs: f.result()
     except KeyboardInterrupt:
         stop.set(); ex.shutdown(wait=True, cancel_futures=True); raise
     ex.shutdown(wait=True)
 
+# %% ../../nbs/lab/01_sweep.ipynb #4d94e6a9
+_POOL, _POOL_LOCK = {}, threading.Lock()   # in a Dask worker process: (sweep, slot) -> (warm runner or None, stop event)
+
+def _dask_launch(run_dir:str, timeout:float|None, queued:list, slot:tuple, warm:bool=True):
+    "On a Dask worker: run one run, with the slot's warm runner (kept in this worker process between runs) or a cold one."
+    with _POOL_LOCK:
+        if slot not in _POOL: _POOL[slot] = (_Runner(Path(run_dir).parent) if warm else None, threading.Event())
+        runner, stop = _POOL[slot]
+    return launch(run_dir, timeout, stop, runner=runner, queued=queued)
+
+def _dask_release(sweep:str, interrupt:bool=False)->int:
+    "On a Dask worker: interrupt the runs of `sweep` (its runners are killed) or close its warm runners; returns how many slots."
+    with _POOL_LOCK: mine = {k: v for k, v in _POOL.items() if k[0] == sweep}
+    for runner, stop in mine.values():
+        if interrupt: stop.set()                      # `launch` kills the runner and records `interrupted`
+        elif runner is not None: runner.kill() if stop.is_set() else runner.close()
+    if not interrupt:
+        with _POOL_LOCK:
+            for k in mine: _POOL.pop(k, None)
+    return len(mine)
+
 @patch
 def _run_dask(self:Sweep, todo, bar, counts):
-    try: from distributed import Client, as_completed
+    "Run on a Dask cluster: one slot per worker thread, each sending its runs to one worker (where its warm runner lives)."
+    try: from distributed import Client
     except ImportError as e: raise SweepError('the dask executor needs `pip install distributed`.') from e
+    import collections
+    from concurrent.futures import ThreadPoolExecutor
     address = self.executor.removeprefix('dask://')
+    stop, lock, queue, left = threading.Event(), threading.Lock(), collections.deque(todo), []
     with Client(address, timeout=30) as client:
-        futs = [client.submit(launch, str(d.resolve()), self.timeout, pure=False, key=f'cvkit-{self.name}-{d.name}') for d in todo]
-        slots = sum(client.nthreads().values()) or 1
-        counts['running'] = min(len(futs), slots)
-        try:
-            for f in as_completed(futs):
+        slots = [w for w, n in client.nthreads().items() for _ in range(n)]
+        if not slots: raise SweepError(f'the Dask scheduler at {address} has no workers; start some: dask worker tcp://{address}')
+        def work(k, w):
+            def run_one(d, queued):
+                f = client.submit(_dask_launch, str(d.resolve()), self.timeout, [str(q.resolve()) for q in queued], (self.name, k), self.warm,
+                                  pure=False, workers=[w], allow_other_workers=True, key=f'cvkit-{self.name}-{d.name}')
+                with lock: counts['running'] += 1
                 st = f.result()
-                counts['running'] = min(slots, len(todo) - counts['n_done'] - 1)
-                self._update(bar, counts, st)
+                with lock: counts['running'] -= 1; self._update(bar, counts, st)
+            left.extend(_slot(queue, lock, run_one, 3 if self.warm else 1, stop, share))
+        share = dict(slots=min(len(slots), len(todo)), held=0)
+        ex = ThreadPoolExecutor(share['slots'])
+        futs = [ex.submit(work, k, w) for k, w in enumerate(slots[:share['slots']])]
+        try:
+            for f in futs: f.result()
         except KeyboardInterrupt:
-            client.cancel(futs); raise
+            stop.set(); client.run(_dask_release, self.name, True); ex.shutdown(wait=True, cancel_futures=True); raise
+        finally:
+            client.run(_dask_release, self.name)      # warm runners end (killed, after an interrupt)
+            _interrupted(left)
+        ex.shutdown(wait=True)
 
+# %% ../../nbs/lab/01_sweep.ipynb #8b8f6b03
 @patch
 def _update(self:Sweep, bar, counts, st):
     counts['n_done'] += 1
@@ -345,14 +581,22 @@ def _update(self:Sweep, bar, counts, st):
 @patch
 def run(self:Sweep, summary:bool=True):
     "Execute the runs that are not completed yet; write and return the sweep summary (`summarize`)."
-    todo = self._prepare()
-    n_done = len(self.runs) - len(todo)
-    if self.resume: print(f'{self.name}: {n_done} of {len(self.runs)} runs already completed; running {len(todo)}.', file=sys.stderr)
-    counts = dict(completed=n_done, failed=0, running=0, n_done=0)
-    bar = self._progress(len(self.runs), n_done)
+    local = self.executor == 'local'    # local warm runners start now: they import papermill while the run folders are prepared
+    runners = [_Runner(self.dir.resolve()).start() for _ in range(min(self.workers, len(self.runs)))] if self.warm and local else []
     try:
-        if todo: (self._run_local if self.executor == 'local' else self._run_dask)(todo, bar, counts)
+        todo = self._prepare()
+        n_done = len(self.runs) - len(todo)
+        if self.resume: print(f'{self.name}: {n_done} of {len(self.runs)} runs already completed; running {len(todo)}.', file=sys.stderr)
+        counts = dict(completed=n_done, failed=0, running=0, n_done=0)
+        bar = self._progress(len(self.runs), n_done)
+    except BaseException:
+        for r in runners: r.kill()
+        raise
+    try:
+        if todo and local: self._run_local(todo, bar, counts, runners)
+        elif todo: self._run_dask(todo, bar, counts)
     finally:
+        for r in runners: r.close()     # those no slot took
         bar.close()
         if summary and any(self.files.run(p).status().get('status') != 'missing' for p in self.runs):
             from cvkit.lab.summary import summarize
