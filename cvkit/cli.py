@@ -95,8 +95,8 @@ def _sweep_cmd(a)->int:
     if a.config:
         import yaml
         cfg = yaml.safe_load(Path(a.config).read_text()) or {}
-        bad = sorted(set(cfg) - {'notebook', 'grid', 'params', 'seeds', 'random', 'workers', 'executor', 'timeout', 'name', 'wandb', 'root'})
-        if bad: raise SystemExit(f'cvkit sweep: unknown keys {bad} in {a.config}; valid: notebook, grid, params, seeds, random, workers, executor, timeout, name, wandb, root.')
+        bad = sorted(set(cfg) - {'notebook', 'grid', 'params', 'seeds', 'random', 'workers', 'executor', 'scheduler', 'timeout', 'name', 'wandb', 'root'})
+        if bad: raise SystemExit(f'cvkit sweep: unknown keys {bad} in {a.config}; valid: notebook, grid, params, seeds, random, workers, executor, scheduler, timeout, name, wandb, root.')
     nb = a.notebook or cfg.get('notebook')
     if not nb: raise SystemExit('cvkit sweep: give a NOTEBOOK (or `notebook:` in --config), or --summary runs/<sweep>.')
     try:
@@ -105,7 +105,7 @@ def _sweep_cmd(a)->int:
         seeds = [parse_value(x, 'int') for x in a.seeds.split(',')] if a.seeds else cfg.get('seeds')
         pick = lambda k, d=None: getattr(a, k) if getattr(a, k) is not None else cfg.get(k, d)
         sw = Sweep(nb, grid=grid, random=pick('random'), seeds=seeds, params=cfg.get('params'), name=pick('name'), root=pick('root', 'runs'),
-                   workers=pick('workers', 1), executor=pick('executor', 'local'), timeout=pick('timeout'), resume=a.resume,
+                   workers=pick('workers', 1), executor=pick('executor', 'local'), scheduler=pick('scheduler'), warm=not a.cold, timeout=pick('timeout'), resume=a.resume,
                    wandb=pick('wandb'), progress=not a.no_progress)
     except SweepError as e: print(f'cvkit sweep: {e}', file=sys.stderr); return 2
     print(f'{sw.name}: {len(sw.runs)} runs of {Path(nb).name} -> {sw.dir}', file=sys.stderr)
@@ -156,6 +156,8 @@ def _parser():
     s.add_argument('--config', help='a YAML file with notebook, grid, params, seeds, workers, timeout, ...')
     s.add_argument('--workers', type=int)
     s.add_argument('--executor', help="'local' (default) or dask://HOST:PORT")
+    s.add_argument('--scheduler', metavar='tcp://HOST:PORT', help='run on a running Dask scheduler (start one: `dask scheduler`; workers: `dask worker tcp://HOST:PORT`); the sweep folder must be on a disk the workers share')
+    s.add_argument('--cold', action='store_true', help='a fresh runner process per run instead of warm runners (papermill imported once, next kernel pre-started)')
     s.add_argument('--resume', action='store_true', help='finish an existing sweep: run only what is not completed')
     s.add_argument('--name', help='sweep folder name (default: <notebook>-<timestamp>)')
     s.add_argument('--root', help='parent of the sweep folder (default: runs)')

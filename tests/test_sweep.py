@@ -291,7 +291,10 @@ def test_sweep_on_a_dask_scheduler_and_two_worker_processes(tmp_path):
         assert len(workers) == 2
         # each worker process descends from one of the two `dask worker` commands started here (the nanny is their parent)
         assert {next(p.pid for p in procs[1:] if p.pid in [a.pid for a in psutil.Process(w).parents()]) for w in workers} == {p.pid for p in procs[1:]}
-        s = Sweep(nb, grid=dict(x=[1.0, 2.0]), seeds=[0, 1], root=tmp_path, name='dask', scheduler=addr, progress=False, timeout=120).run()
+        r = cli('sweep', nb, '-p', 'x=1,2', '--seeds', '0,1', '--root', tmp_path, '--name', 'dask', '--scheduler', addr,
+                '--no-progress', '--timeout', 120)                     # through the command a scientist types
+        assert r.returncode == 0, r.stderr
+        s = summarize(tmp_path/'dask')
         assert s.runs['status'].tolist() == ['completed'] * 4
         st = [read_status(tmp_path/'dask'/r) for r in s.runs['run_id']]
         assert {x['ppid'] for x in st} == workers                 # every run's runner was a child of a Dask worker, and both served
