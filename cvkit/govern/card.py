@@ -468,26 +468,28 @@ def _repr_html_(self:ModelCard)->str: return f'<div>{_html_body(self.data, self.
 # %% ../../nbs/govern/00_card.ipynb #f22e8947
 def _png(fig)->bytes:
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=100, bbox_inches='tight')
-    import matplotlib.pyplot as plt; plt.close(fig)
     return buf.getvalue()
+
+def _subplots(**kw):
+    "A Figure and its Axes off pyplot: no backend switch, nothing left open in the user's session."
+    from matplotlib.figure import Figure
+    fig = Figure(**kw); return fig, fig.subplots()
 
 @patch
 def render_plots(self:ModelCard, report=None)->dict:  # the EvalReport (or its dict) the card was built from: reliability and risk-coverage
     "Draw the card's figures (PNG bytes keyed by section title) for the HTML page; returns them."
-    import matplotlib; matplotlib.use('Agg', force=False)
-    import matplotlib.pyplot as plt
     d, out = self.data, {}
     rep = getattr(report, 'data', report)
     if rep:
         import pandas as pd
         from cvkit.evaluate.calibration import reliability_diagram
         from cvkit.evaluate.selective import risk_coverage_plot
-        fig, ax = plt.subplots(figsize=(4, 3.4)); reliability_diagram(pd.DataFrame(rep['calibration']['reliability']), ax=ax); out['Calibration'] = _png(fig)
-        fig, ax = plt.subplots(figsize=(4, 3.4)); risk_coverage_plot(pd.DataFrame(rep['selective']['curve']), ax=ax); out['Selective prediction'] = _png(fig)
+        fig, ax = _subplots(figsize=(4, 3.4)); reliability_diagram(pd.DataFrame(rep['calibration']['reliability']), ax=ax); out['Calibration'] = _png(fig)
+        fig, ax = _subplots(figsize=(4, 3.4)); risk_coverage_plot(pd.DataFrame(rep['selective']['curve']), ax=ax); out['Selective prediction'] = _png(fig)
     for by, s in d['slices'].items():
         rows = [r for r in s['rows'] if r.get('value') is not None]
         if not rows: continue
-        fig, ax = plt.subplots(figsize=(5, 0.35 * len(rows) + 1))
+        fig, ax = _subplots(figsize=(5, 0.35 * len(rows) + 1))
         v = [r['value'] for r in rows]
         err = [[x - (r['lo'] if r.get('lo') is not None else x) for x, r in zip(v, rows)], [(r['hi'] if r.get('hi') is not None else x) - x for x, r in zip(v, rows)]]
         ax.barh([str(r['slice']) for r in rows], v, xerr=err, color=['#c62828' if r.get('flagged') else '#607d8b' for r in rows], capsize=2)
@@ -496,7 +498,7 @@ def render_plots(self:ModelCard, report=None)->dict:  # the EvalReport (or its d
         out[f"Per-slice {s['metric']} by `{by}`"] = _png(fig)
     if d['robustness'] and d['robustness']['per_corruption']:
         pc = d['robustness']['per_corruption']
-        fig, ax = plt.subplots(figsize=(5, 0.28 * len(pc) + 1))
+        fig, ax = _subplots(figsize=(5, 0.28 * len(pc) + 1))
         ax.barh([c['corruption'] for c in pc], [c['relative'] for c in pc], color='#607d8b'); ax.axvline(1, color='k', lw=1)
         ax.set_xlabel('relative robustness (corrupted / clean)')
         out[f"Robustness ({d['robustness']['metric']}, relative = corrupted / clean)"] = _png(fig)
