@@ -73,6 +73,10 @@ def test_card_refuses_a_report_of_other_predictions_and_a_report_without_lineage
     assert 'sources disagree' in err and str(run.report_json) in err and str(run.predictions) in err
     rep = demo.report(); rep['lineage'] = {}
     with pytest.raises(ValueError, match='has no lineage'): model_card(rep)
+    rep = demo.report(); rep['lineage']['git'] = None                      # cvkit installed from a wheel: no checkout
+    assert 'no git checkout' in model_card(rep).to_markdown()               # the installed cvkit version names the code
+    rep['lineage']['versions'].pop('cvkit')
+    with pytest.raises(ValueError, match='git \\(or an installed cvkit version\\) missing'): model_card(rep)
     with pytest.raises(ValueError, match="unknown keys \\['intented_use'\\]"): card_from_run(demo.path, text=dict(intented_use='x'))
 
 # --- registry ----------------------------------------------------------------------------------------------------------

@@ -123,7 +123,9 @@ CARD_SCHEMA_VERSION = 1
 
 def _need_lineage(rep:dict, where:str):
     lin = rep.get('lineage') or {}
-    missing = [k for k in ('git', 'versions') if not lin.get(k)]
+    missing = [] if lin.get('versions') else ['versions']
+    # the code that ran: a git checkout, or (cvkit installed from a wheel, no checkout) the installed cvkit version
+    if not lin.get('git') and not (lin.get('versions') or {}).get('cvkit'): missing.append('git (or an installed cvkit version)')
     if missing: raise ValueError(f"{where} has no lineage ({', '.join(missing)} missing): a model card must say which code and versions produced "
                                  "its numbers. Re-evaluate with cvkit.evaluate.report.evaluate, which records it (or give it one: evaluate(preds, lineage=cvkit.core.lineage(...))).")
 
@@ -331,7 +333,8 @@ def _details_sections(d:dict)->list[dict]:
             *[[f'accounting: {k}', f'{v_:.4g}' if isinstance(v_, float) else v_] for k, v_ in ad['accounting'].items()],
             ['training data', f"{data['dataset']} ({_n(data['n_train'])} train, {_n(data['n_test'])} test), fingerprint `{str(data['fingerprint'])[:16]}…`"],
             ['checkpoint', '–' if not md['checkpoint'] else f"`{Path(md['checkpoint']['path'] or '').name}` sha256 `{str(md['checkpoint']['sha256'])[:16]}…`"],
-            ['code', f"git `{str(git.get('sha'))[:12]}`{' (dirty)' if git.get('dirty') else ''} on {git.get('branch', '–')}"],
+            ['code', f"git `{str(git.get('sha'))[:12]}`{' (dirty)' if git.get('dirty') else ''} on {git.get('branch', '–')}" if git
+                     else f"cvkit {v.get('cvkit')} (installed package, no git checkout)"],
             ['versions', ', '.join(f'{k} {x}' for k, x in v.items() if x)], ['seed', lin.get('seed')],
             ['device', (lin.get('device') or {}).get('name')], ['evaluated', lin.get('created_utc')]]
     people = ', '.join(f'{k}: {t[k]}' for k in ('authors', 'contact', 'license') if t.get(k))
