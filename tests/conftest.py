@@ -11,3 +11,14 @@ def no_network(monkeypatch):
     def refuse(*args, **kwargs): raise AssertionError(f'tried to open a network connection: {args}')
     monkeypatch.setattr(socket.socket, 'connect', refuse)
     monkeypatch.setattr(socket, 'create_connection', refuse)
+
+def reduced_demo(root):
+    "The run folder of a real, reduced `cvkit demo` (one tiny backbone, one seed, two epochs) made under `root`."
+    from cvkit.cli import main as cvkit_main
+    from cvkit.lab.store import SweepDir
+    rc = cvkit_main(['demo', '--backbones', 'cvkit_cnn_tiny', '--seeds', '0', '--epochs', '2', '--workers', '1', '--no-progress',
+                     '--root', str(root), '--name', 'd'])
+    assert rc == 0
+    (run,) = SweepDir(root/'d').runs()
+    assert run.status()['status'] == 'completed'
+    return run

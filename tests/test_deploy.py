@@ -2,6 +2,7 @@
 and `cvkit export` on the run folder of a real (reduced) `cvkit demo`: one demo run, shared by every test here."""
 import json
 import numpy as np, pytest, torch, onnx, onnxruntime as ort
+from conftest import reduced_demo
 from torch import nn
 from sklearn.metrics import accuracy_score
 from cvkit.cli import main as cvkit_main
@@ -22,13 +23,7 @@ def data():
 @pytest.fixture(scope='module')
 def demo_run(tmp_path_factory):
     "The run folder of a real, reduced `cvkit demo` (one tiny backbone, one seed, two epochs)."
-    root = tmp_path_factory.mktemp('demo')
-    rc = cvkit_main(['demo', '--backbones', 'cvkit_cnn_tiny', '--seeds', '0', '--epochs', '2', '--workers', '1', '--no-progress',
-                     '--root', str(root), '--name', 'd'])
-    assert rc == 0
-    (run,) = SweepDir(root/'d').runs()
-    assert run.status()['status'] == 'completed'
-    return run
+    return reduced_demo(tmp_path_factory.mktemp('demo'))
 
 @pytest.fixture(scope='module')
 def trained(demo_run):

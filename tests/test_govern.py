@@ -2,6 +2,7 @@
 import json, shutil
 import numpy as np
 import pytest
+from conftest import reduced_demo
 from cvkit.cli import main as cvkit_main
 from cvkit.lab.store import SweepDir, RunDir, load_json
 from cvkit.govern.card import ModelCard, CardSourceError, card_from_run, model_card
@@ -9,13 +10,7 @@ from cvkit.govern.card import ModelCard, CardSourceError, card_from_run, model_c
 @pytest.fixture(scope='module')
 def demo(tmp_path_factory):
     "A real, reduced `cvkit demo` (one tiny backbone, one seed, two epochs); it ends with the best run's model card."
-    root = tmp_path_factory.mktemp('demo')
-    rc = cvkit_main(['demo', '--backbones', 'cvkit_cnn_tiny', '--seeds', '0', '--epochs', '2', '--workers', '1', '--no-progress',
-                     '--root', str(root), '--name', 'd'])
-    assert rc == 0
-    (run,) = SweepDir(root/'d').runs()
-    assert run.status()['status'] == 'completed'
-    return run
+    return reduced_demo(tmp_path_factory.mktemp('demo'))
 
 # --- model card ------------------------------------------------------------------------------------------------------
 def test_demo_ends_with_a_card_of_numbers_from_the_artefacts(demo):
