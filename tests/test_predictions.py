@@ -42,3 +42,13 @@ def test_bad_inputs(kw, msg):
 def test_load_non_cvkit_parquet(tmp_path):
     pd.DataFrame(dict(a=[1])).to_parquet(tmp_path/'x.parquet')
     with pytest.raises(ValueError, match='not a cvkit Predictions file'): Predictions.load(tmp_path/'x.parquet')
+
+def test_subset_of_nothing_is_empty_not_an_error():
+    "`subset([])` (a plain empty list arrives as float64) gives empty predictions, as a boolean mask of all False does."
+    import numpy as np
+    from cvkit.evaluate.predictions import Predictions
+    p = Predictions(np.array(['a', 'b', 'c']), np.eye(3), np.array([0, 1, 2]), ['x', 'y', 'z'])
+    for idx in ([], np.zeros(3, bool)):
+        e = p.subset(idx)
+        assert len(e.ids) == 0 and e.logits.shape == (0, 3) and e.targets.shape == (0,) and len(e.meta) == 0
+    assert p.subset([2, 0]).ids.tolist() == ['c', 'a']

@@ -95,6 +95,7 @@ def subset(self:Predictions, idx)->Predictions:
     "The predictions at integer positions or a boolean mask `idx`."
     idx = np.asarray(idx)
     if idx.dtype == bool: idx = np.flatnonzero(idx)
+    elif idx.size == 0: idx = idx.astype(np.int64)   # `[]` arrives as float64: an empty selection, not an error
     return Predictions(self.ids[idx], self.logits[idx], None if self.targets is None else self.targets[idx], self.classes,
                        self.meta.iloc[idx].reset_index(drop=True), self.task, dict(self.info))
 
