@@ -117,7 +117,13 @@ def _read(path:Path, default=None):
     "The JSON in `path`, or `default` when the file does not exist (a corrupt file still raises, naming it)."
     return load_json(path) if path.exists() else default
 
-class ExportDir:
+class _Folder:
+    "A folder of named files: `os.fspath`-able, shown by its class and path."
+    def __init__(self, path:str|Path): self.path = Path(path)
+    def __fspath__(self): return str(self.path)
+    def __repr__(self): return f'{type(self).__name__}({str(self.path)!r})'
+
+class ExportDir(_Folder):
     "The files `cvkit export` writes: ONNX models, parity, the deployment benchmark, the evaluation and a summary."
     onnx = _file('model.onnx', 'the fp32 ONNX model')
     int8_onnx = _file('model.int8.onnx', 'the INT8 (quantised) ONNX model')
@@ -127,15 +133,12 @@ class ExportDir:
     deployment_png = _file('deployment.png', 'the DeploymentReport plot')
     report_json = _file('report.json', 'the EvalReport of the shipped runtime, with its deployment section')
     summary_md = _file('summary.md', 'what `cvkit export` printed: gates, benchmark, parity')
-    def __init__(self, path:str|Path): self.path = Path(path)
-    def __fspath__(self): return str(self.path)
-    def __repr__(self): return f'{type(self).__name__}({str(self.path)!r})'
     def parity(self)->dict: return _read(self.parity_json, {})
     def deployment(self)->dict|None: return _read(self.deployment_json)
     def report(self)->dict|None: return _read(self.report_json)
 
 # %% ../../nbs/lab/00a_store.ipynb #66e3e5f6
-class RunDir:
+class RunDir(_Folder):
     "The files of one run folder (`runs/<sweep>/<run-id>/`, or any folder a tracked `Run` writes to)."
     run_json = _file('run.json', "the run's spec: notebook, parameters, kernel, environment (written by the sweep)")
     params_json = _file('params.json', 'parameters: the sweep plan, then `log_params`')
@@ -156,9 +159,6 @@ class RunDir:
     checkpoints = _file('checkpoints', 'checkpoints written by `fit` (best.* and last.*)')
     adapter = _file('adapter', 'a saved PEFT adapter (LoRA/DoRA), when the study adapts a backbone')
     wandb = _file('wandb', 'the wandb run, when wandb is enabled')
-    def __init__(self, path:str|Path): self.path = Path(path)
-    def __fspath__(self): return str(self.path)
-    def __repr__(self): return f'RunDir({str(self.path)!r})'
     @property
     def name(self)->str: return self.path.name
     @property
@@ -224,14 +224,12 @@ def card_yaml(self:RunDir)->Path: "The scientist's free text for the card (`card
 @patch
 def card(self:RunDir)->dict|None: "The model card's data (`card.json`), or None."; return _read(self.card_json)
 
-class RegistryDir:
+class RegistryDir(_Folder):
     "The files of a local model registry: MLflow's SQLite database and its artefact store (default `runs/registry/`)."
     db = _file('mlflow.db', "MLflow's tracking and model-registry database (SQLite)")
     artifacts = _file('artifacts', "MLflow's artefact store: each registered version's checkpoint, report, card and ONNX file")
     decisions_jsonl = _file('decisions.jsonl', 'every promotion and rollback decision, one JSON record per line')
     def __init__(self, path:str|Path='runs/registry'): self.path = Path(path)
-    def __fspath__(self): return str(self.path)
-    def __repr__(self): return f'RegistryDir({str(self.path)!r})'
     @property
     def uri(self)->str: "The SQLite URI of `db` (absolute, so it does not depend on the working directory)."; return f'sqlite:///{self.db.resolve()}'
 
@@ -246,7 +244,7 @@ def run_id(params:dict, max_len:int=60)->str:
     txt = re.sub(r'[^A-Za-z0-9._=+-]+', '-', txt).strip('-')[:max_len].rstrip('-_')
     return f'{txt}-{h}' if txt else h
 
-class SweepDir:
+class SweepDir(_Folder):
     "The files of a sweep folder (`runs/<sweep>/`): the plan, the notebook as launched, run folders, reruns, the summary."
     sweep_json = _file('sweep.json', 'the plan: notebook, grid, seeds, fixed parameters, run ids')
     source = _file('source.ipynb', 'the study notebook as the sweep launched it (every run executes this copy)')
@@ -255,9 +253,6 @@ class SweepDir:
     summary_html = _file('summary.html', 'the summary as a standalone page')
     summary_csv = _file('summary.csv', 'one row per run: status, parameters, timings, metrics')
     summary_png = _file('summary.png', 'the summary plot')
-    def __init__(self, path:str|Path): self.path = Path(path)
-    def __fspath__(self): return str(self.path)
-    def __repr__(self): return f'SweepDir({str(self.path)!r})'
     @property
     def name(self)->str: return self.path.name
     def exists(self)->bool: "Whether this is a sweep folder (it has `sweep.json`)."; return self.sweep_json.exists()
